@@ -102,6 +102,20 @@ export function packOutputAddress(fmt: S2Format, pa: number): U64 {
   return u64(lo, above & 0xffff);
 }
 
+/** Low half of `packOutputAddress` without allocating (hot paths). */
+export function packOutputAddressLo(fmt: S2Format, pa: number): number {
+  const loAddr = (pa % TWO_POW_32) & ~(fmt.granule.size - 1);
+  if (fmt.lpa2) return (loAddr | ((Math.floor(pa / 2 ** 50) & 3) << 8)) >>> 0;
+  if (fmt.granule.shift === 16) return (loAddr | ((Math.floor(pa / 2 ** 48) & 0xf) << 12)) >>> 0;
+  return loAddr >>> 0;
+}
+
+/** High half of `packOutputAddress` without allocating (hot paths). */
+export function packOutputAddressHi(fmt: S2Format, pa: number): number {
+  const above = Math.floor(pa / TWO_POW_32);
+  return fmt.lpa2 ? above & 0x3_ffff : above & 0xffff;
+}
+
 /** Largest output address (exclusive) a descriptor of this format can hold. */
 export function maxOutputAddressBits(fmt: S2Format): number {
   return fmt.lpa2 || fmt.granule.shift === 16 ? 52 : 48;
@@ -116,7 +130,7 @@ export interface S2LeafAttrs {
   readonly sh: number;
   readonly af: boolean;
   readonly fnxs: boolean;
-  /** nT (FEAT_BBM), bit 16; meaningful on blocks. */
+  /** nT (FEAT_BBM), bit 16; blocks only (in a page bit 16 is OA[16]: never encoded, decoded as false). */
   readonly nT: boolean;
   readonly dbm: boolean;
   readonly contiguous: boolean;
@@ -151,7 +165,8 @@ export function decodeS2Descriptor(fmt: S2Format, lo: number, hi: number, level:
       sh: fmt.lpa2 ? 0 : (lo >>> 8) & 3,
       af: (lo & DESC_AF) !== 0,
       fnxs: (lo & DESC_FNXS) !== 0,
-      nT: (lo & DESC_NT) !== 0,
+      // nT exists only in block descriptors: in a page, bit 16 is OA[16].
+      nT: level !== LAST_LEVEL && (lo & DESC_NT) !== 0,
       dbm: (hi & DESC_HI_DBM) !== 0,
       contiguous: (hi & DESC_HI_CONT) !== 0,
       xn: fmt.xnx ? (hi >>> DESC_HI_XN_SHIFT) & 3 : (hi >>> DESC_HI_XN_SHIFT) & 2,
@@ -177,7 +192,7 @@ export function encodeLeafDesc(fmt: S2Format, level: number, oa: number, attrs: 
   if (!fmt.lpa2) lo |= (attrs.sh & 3) << 8;
   if (attrs.af) lo |= DESC_AF;
   if (attrs.fnxs) lo |= DESC_FNXS;
-  if (attrs.nT) lo |= DESC_NT;
+  if (attrs.nT && level !== LAST_LEVEL) lo |= DESC_NT;
   let hi = packed.hi;
   if (attrs.dbm) hi |= DESC_HI_DBM;
   if (attrs.contiguous) hi |= DESC_HI_CONT;
