@@ -211,7 +211,8 @@ export function maxIaBits(g: Granule, options: { ds?: boolean; lpa?: boolean } =
  * instead (Arm DDI0487 K.a R_DXBSH / R_SRKBC as summarised by io-pgtable's
  * `arm_lpae_concat_mandatory`). Choice [INFERRED]: the PA-size rules are applied as "PA ≤ 42" for
  * a 4K level-0 start and "PA ≤ 40" for a 16K level-1 start, which covers every case the reference
- * names (PA 40 and 42, and 16K PA 40) and extends them to the smaller PA sizes.
+ * names (PA 40 and 42, and 16K PA 40) and extends them to the smaller PA sizes; likewise "PA ≤ 42"
+ * for a 64K level-1 start (AArch64.S2InvalidSL: PAMax < 44, as QEMU's check_s2_mmu_setup has it).
  */
 export function checkStage2Config(input: Stage2ConfigInput): Stage2ConfigCheck {
   const { granule: g, iaBits, startLevel, paBits } = input;
@@ -223,7 +224,8 @@ export function checkStage2Config(input: Stage2ConfigInput): Stage2ConfigCheck {
   if (startLevel < g.firstLevel || startLevel > LAST_LEVEL) return { ok: false, reason: `start level ${startLevel} does not exist for ${g.kind}` };
   if (startLevel === -1 && input.ds !== true) return { ok: false, reason: 'start level -1 needs DS (LPA2)' };
   if (g.kind === '16K' && startLevel === 0 && input.ds !== true) return { ok: false, reason: '16K start level 0 needs DS (LPA2)' };
-  if (startLevel === 3 && input.ttst !== true) return { ok: false, reason: 'start level 3 needs FEAT_TTST' };
+  // Only the 4K granule needs FEAT_TTST for a level-3 start (SL0 = 0b11); 16K/64K encode it as SL0 = 0.
+  if (g.kind === '4K' && startLevel === 3 && input.ttst !== true) return { ok: false, reason: '4K start level 3 needs FEAT_TTST' };
   const bitsAtStart = iaBits - levelShift(g, startLevel);
   if (bitsAtStart < 1) return { ok: false, reason: `start level ${startLevel} resolves no IA bit for a ${iaBits}-bit IA` };
   if (bitsAtStart > g.bitsPerLevel + 4) {
@@ -234,6 +236,9 @@ export function checkStage2Config(input: Stage2ConfigInput): Stage2ConfigCheck {
   }
   if (g.kind === '16K' && startLevel === 1 && paBits <= 40) {
     return { ok: false, reason: `16K start level 1 is not permitted with a ${paBits}-bit PA: concatenate at level 2` };
+  }
+  if (g.kind === '64K' && startLevel === 1 && paBits <= 42) {
+    return { ok: false, reason: `64K start level 1 is not permitted with a ${paBits}-bit PA: concatenate at level 2` };
   }
   const concatenatedTables = bitsAtStart > g.bitsPerLevel ? 2 ** (bitsAtStart - g.bitsPerLevel) : 1;
   const topEntries = 2 ** bitsAtStart;

@@ -266,8 +266,12 @@ export class PhysicalMemory {
     return this.write32(aligned, ((old & ~(0xff << shift)) | ((value & 0xff) << shift)) >>> 0);
   }
 
-  /** Zeroes [pa, pa + size) of RAM (page-table pages are handed out zeroed). */
+  /**
+   * Zeroes [pa, pa + size) of RAM (page-table pages are handed out zeroed). Works in 64-bit words:
+   * `pa` and `size` must be multiples of 8, otherwise the call aborts without touching memory.
+   */
   zero(pa: number, size: number): AccessStatus {
+    if (pa % 8 !== 0 || size % 8 !== 0) return ACCESS_EXTERNAL_ABORT;
     if (!this.ramRegionContains(pa, size)) return ACCESS_EXTERNAL_ABORT;
     for (let addr = pa; addr < pa + size; addr += 8) {
       const frame = this.frameForRead(addr);

@@ -80,7 +80,7 @@ export function bits(lo: number, hi: number, msb: number, lsb: number): number {
   if (msb < 32) return ((lo >>> lsb) & mask32(width)) >>> 0;
   const lowWidth = 32 - lsb;
   const lowPart = lo >>> lsb;
-  const highPart = hi & mask32(msb - 31);
+  const highPart = (hi & mask32(msb - 31)) >>> 0;
   return highPart * 2 ** lowWidth + lowPart;
 }
 

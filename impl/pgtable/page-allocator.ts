@@ -3,7 +3,7 @@
  * (a fixed pool in tests; the hypervisor's page pool / memcache later) for zeroed, naturally
  * aligned blocks of physical memory and gives them back when a table is freed.
  */
-import { type PhysicalMemory } from '../arch/physical-memory.js';
+import { ACCESS_OK, type PhysicalMemory } from '../arch/physical-memory.js';
 
 export interface TablePageAllocator {
   /**
@@ -17,8 +17,9 @@ export interface TablePageAllocator {
 
 /**
  * A buddy-style pool over a fixed RAM range: blocks of 2^k pages, split on demand, merged with
- * their buddy on free. Freed memory is zeroed again before reuse. Double frees and frees of
- * addresses the pool never handed out throw: they are bugs in the simulator's own code.
+ * their buddy on free. Freed memory is zeroed again before reuse. Double frees, frees of
+ * addresses the pool never handed out, and allocating a block that is not RAM throw: they are
+ * bugs in the simulator's own code.
  */
 export class PagePool implements TablePageAllocator {
   private readonly freeLists: Set<number>[] = [];
@@ -68,7 +69,12 @@ export class PagePool implements TablePageAllocator {
       this.list(from).add(block + this.pageSize * 2 ** from);
     }
     const blockBytes = this.pageSize * 2 ** order;
-    this.memory.zero(block, blockBytes);
+    // Zero frame by frame: a block may span adjacent RAM regions, which one zero() call refuses.
+    for (let pa = block; pa < block + blockBytes; pa += 4096) {
+      if (this.memory.zero(pa, 4096) !== ACCESS_OK) {
+        throw new Error(`pool: block ${block.toString(16)} is not backed by RAM at ${pa.toString(16)}`);
+      }
+    }
     this.live.set(block, order);
     this.usedBytes += blockBytes;
     return block;
