@@ -153,6 +153,13 @@ export class KvmPgtable {
   private readonly lockedHi: number;
   private readonly xnMaskHi: number;
   private readonly minBlockLevel: number;
+  private readonly spans: number[] = [];
+  /** The map walker and its data, reused by map() and annotate() (they never nest). */
+  private readonly mapData: MapData;
+  private readonly cachedMapWalker: KvmWalker;
+  private readonly cachedAnnotateWalker: KvmWalker;
+  private readonly cachedUnmapWalker: KvmWalker;
+  private readonly attrScratch: Word64 = { lo: 0, hi: 0 };
   private walkAddr = 0;
   private walkEnd = 0;
   private walkStart = 0;
@@ -183,6 +190,16 @@ export class KvmPgtable {
     this.lockedHi = locked.hi;
     this.xnMaskHi = (this.format.xnx ? 3 : 2) << DESC_HI_XN_SHIFT;
     this.minBlockLevel = this.granule.kvmMinBlockLevel;
+    for (let level = -1; level <= LAST_LEVEL; level++) this.spans.push(levelSize(this.granule, level));
+    this.mapData = { phys: 0, attrLo: 0, attrHi: 0, annotation: false, annotationLo: 0, annotationHi: 0, forcePte: false, memcache: null };
+    this.cachedMapWalker = this.mapWalker(this.mapData, WALK_TABLE_PRE | WALK_LEAF);
+    this.cachedAnnotateWalker = this.cachedMapWalker;
+    this.cachedUnmapWalker = this.unmapWalker();
+  }
+
+  /** Bytes one entry at `level` spans (precomputed: the walk asks for it on every visit). */
+  private span(level: number): number {
+    return this.spans[level + 1] as number;
   }
 
   // --- mm_ops refcounting (§2.2) ---
@@ -301,7 +318,7 @@ export class KvmPgtable {
   private walkTable(table: number, level: number, walker: KvmWalker): number {
     if (level < this.granule.firstLevel || level > LAST_LEVEL) return -EINVAL;
     const entries = this.granule.entriesPerTable;
-    const span = levelSize(this.granule, level);
+    const span = this.span(level);
     let i = Math.floor(this.walkAddr / span) & (entries - 1);
     for (; i < entries && this.walkAddr < this.walkEnd; i++) {
       const r = this.visit(table + i * 8, level, walker);
@@ -342,7 +359,7 @@ export class KvmPgtable {
     }
     if (!walkContinue(walker.flags, r)) return r;
     if (!isTable) {
-      const span = levelSize(this.granule, level);
+      const span = this.span(level);
       this.walkAddr = this.walkAddr - (this.walkAddr % span) + span;
       return 0;
     }
@@ -432,7 +449,7 @@ export class KvmPgtable {
     this.write(ctx.ptep, this.lockedLo, this.lockedHi);
     if ((ctx.flags & WALK_SKIP_BBM_TLBI) === 0) {
       if ((ctx.oldLo & DESC_VALID) !== 0 && this.isTable(ctx.oldLo, ctx.level)) {
-        const span = levelSize(this.granule, ctx.level);
+        const span = this.span(ctx.level);
         this.tlb.flushVmidRange(ctx.addr - (ctx.addr % span), span);
       } else if ((ctx.oldLo & DESC_VALID) !== 0) {
         this.tlb.flushVmidIpa(ctx.addr, ctx.level);
@@ -456,7 +473,7 @@ export class KvmPgtable {
   private blockOk(ctx: VisitCtx, data: MapData): boolean {
     const level = ctx.level;
     if (level < this.minBlockLevel) return false;
-    const span = levelSize(this.granule, level);
+    const span = this.span(level);
     if (span > ctx.end - ctx.addr) return false;
     const phys = data.phys + (ctx.addr - ctx.start);
     return phys % span === 0 && ctx.addr % span === 0;
@@ -542,20 +559,22 @@ export class KvmPgtable {
     const physAligned = phys - (phys % this.pageSize);
     const forcePte = this.config.forcePte !== undefined && this.config.forcePte(addr, addr + size, prot);
     if (this.config.idmap === true && addr !== physAligned) return -EINVAL;
-    const attr = { lo: 0, hi: 0 };
+    const attr = this.attrScratch;
     const r0 = this.protAttr(prot, attr);
     if (r0 !== 0) return r0;
-    const data: MapData = {
-      phys: physAligned,
-      attrLo: attr.lo,
-      attrHi: attr.hi,
-      annotation: false,
-      annotationLo: 0,
-      annotationHi: 0,
-      forcePte,
-      memcache,
-    };
-    return this.walk(addr, size, this.mapWalker(data, flags | WALK_TABLE_PRE | WALK_LEAF));
+    const data = flags === 0 ? this.mapData : ({} as MapData);
+    data.phys = physAligned;
+    data.attrLo = attr.lo;
+    data.attrHi = attr.hi;
+    data.annotation = false;
+    data.annotationLo = 0;
+    data.annotationHi = 0;
+    data.forcePte = forcePte;
+    data.memcache = memcache;
+    const walker = flags === 0 ? this.cachedMapWalker : this.mapWalker(data, flags | WALK_TABLE_PRE | WALK_LEAF);
+    const r = this.walk(addr, size, walker);
+    data.memcache = null;
+    return r;
   }
 
   /**
@@ -565,25 +584,32 @@ export class KvmPgtable {
    */
   annotate(addr: number, size: number, memcache: TablePageAllocator | null, entry: U64): number {
     if ((entry.lo & DESC_VALID) !== 0) return -EINVAL;
-    const data: MapData = {
-      phys: 0,
-      attrLo: 0,
-      attrHi: 0,
-      annotation: true,
-      annotationLo: entry.lo,
-      annotationHi: entry.hi,
-      forcePte: true,
-      memcache,
-    };
-    return this.walk(addr, size, this.mapWalker(data, WALK_TABLE_PRE | WALK_LEAF));
+    const data = this.mapData;
+    data.phys = 0;
+    data.attrLo = 0;
+    data.attrHi = 0;
+    data.annotation = true;
+    data.annotationLo = entry.lo;
+    data.annotationHi = entry.hi;
+    data.forcePte = true;
+    data.memcache = memcache;
+    const r = this.walk(addr, size, this.cachedAnnotateWalker);
+    data.memcache = null;
+    return r;
   }
 
   // --- unmap (§2.8) ---
 
   /** `kvm_pgtable_stage2_unmap`: removes leaves and annotations, frees tables that become empty. */
   unmap(addr: number, size: number): number {
+    // Deferral (FEAT_TLBIRANGE with FWB) is not modelled: every leaf is invalidated at once,
+    // which is what the reference describes for cores without range TLBI.
+    return this.walk(addr, size, this.cachedUnmapWalker);
+  }
+
+  private unmapWalker(): KvmWalker {
     const fwb = this.config.fwb === true;
-    const walker: KvmWalker = {
+    return {
       flags: WALK_LEAF | WALK_TABLE_POST,
       cb: (ctx) => {
         const { oldLo, oldHi } = ctx;
@@ -612,9 +638,6 @@ export class KvmPgtable {
         return 0;
       },
     };
-    // Deferral (FEAT_TLBIRANGE with FWB) is not modelled: every leaf is invalidated at once,
-    // which is what the reference describes for cores without range TLBI.
-    return this.walk(addr, size, walker);
   }
 
   // --- free an unlinked subtree (§2.10, K-NEXT free walker) ---
@@ -637,7 +660,7 @@ export class KvmPgtable {
         return 0;
       },
     };
-    this.walkUnlinked(table, level + 1, levelSize(this.granule, level), walker);
+    this.walkUnlinked(table, level + 1, this.span(level), walker);
     if (this.pageCount(table) !== 1) throw new Error(`unlinked table ${table.toString(16)} still referenced`);
     this.putPage(table);
   }
@@ -666,7 +689,7 @@ export class KvmPgtable {
         const oldHi = ctx.oldHi;
         const level = ctx.level;
         const pa = descOutputAddress(this.format, oldLo, oldHi);
-        const span = levelSize(this.granule, level);
+        const span = this.span(level);
         const blockPa = pa - (pa % span);
         const child = this.createUnlinked(blockPa, level, this.pteProt(oldLo, oldHi), memcache, forcePte);
         if (typeof child !== 'number' || child < 0) return typeof child === 'number' ? child : -ENOMEM;
@@ -688,7 +711,7 @@ export class KvmPgtable {
 
   /** `kvm_pgtable_stage2_create_unlinked`: a detached table mapping [phys, phys + granule(level)). */
   private createUnlinked(phys: number, level: number, prot: number, memcache: TablePageAllocator, forcePte: boolean): number {
-    const span = levelSize(this.granule, level);
+    const span = this.span(level);
     if (phys % span !== 0) return -EINVAL;
     const attr = { lo: 0, hi: 0 };
     const r0 = this.protAttr(prot, attr);

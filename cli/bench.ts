@@ -1,0 +1,31 @@
+/**
+ * `npm run bench [-- --json] [-- --quick]`: runs the benchmarks. Human-readable lines, and with
+ * --json a last line holding one JSON object of named figures.
+ */
+import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
+
+const USAGE = 'usage: npm run bench -- [--json] [--quick]';
+
+function main(argv: string[]): number {
+  const known = new Set(['--json', '--quick', '--help']);
+  for (const arg of argv) {
+    if (!known.has(arg)) {
+      console.error(`unknown option ${arg}\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (argv.includes('--help')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quick = argv.includes('--quick');
+  const figures: Record<string, number> = {};
+  const setup = buildSparseTable();
+  figures.walks_per_s = Math.round(benchWalks(setup, quick ? 400_000 : 4_000_000));
+  figures.map_unmap_pairs_per_s = Math.round(benchMapUnmap(setup, quick ? 40_000 : 400_000));
+  for (const [name, value] of Object.entries(figures)) console.log(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);
+  if (argv.includes('--json')) console.log(JSON.stringify(figures));
+  return 0;
+}
+
+process.exitCode = main(process.argv.slice(2));
