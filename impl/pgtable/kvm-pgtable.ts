@@ -10,7 +10,7 @@
  * The parallel (SHARED) walk mode is not modelled: one CPU walks at a time (ARCHITECTURE §4).
  * Cache maintenance (dcache/icache) has no effect in the simulation and is counted only.
  */
-import { EAGAIN, E2BIG, EFAULT, EINVAL, ENOMEM, ERANGE } from '../arch/errno.js';
+import { EAGAIN, E2BIG, EFAULT, EINVAL, ENOMEM, EPERM, ERANGE } from '../arch/errno.js';
 import { type Granule, LAST_LEVEL, kvmStage2StartLevel, levelShift, levelSize } from '../arch/granule.js';
 import { ACCESS_OK, type PhysicalMemory, type Word64 } from '../arch/physical-memory.js';
 import {
@@ -96,6 +96,12 @@ export interface KvmPgtableConfig {
   readonly fwb?: boolean;
   /** `force_pte_cb(addr, end, prot)`: true forbids block mappings for that range and prot. */
   readonly forcePte?: (addr: number, end: number, prot: number) => boolean;
+  /**
+   * The MMIO-donation patch's `stage2_unmap_walker` (SER-T&E, pkvm-host-s2-iommu.md §6.9 and
+   * bug class 5): unmap stops with -EPERM at a counted invalid entry instead of clearing it, so
+   * recycling cannot erase an ownership annotation. Off: the K-NEW walker clears annotations.
+   */
+  readonly unmapRefusesAnnotations?: boolean;
 }
 
 /** The walk context handed to callbacks (`struct kvm_pgtable_visit_ctx`). */
@@ -614,6 +620,7 @@ export class KvmPgtable {
       cb: (ctx) => {
         const { oldLo, oldHi } = ctx;
         if ((oldLo & DESC_VALID) === 0) {
+          if (this.isCounted(oldLo, oldHi) && this.config.unmapRefusesAnnotations === true) return -EPERM;
           if (this.isCounted(oldLo, oldHi)) {
             this.write(ctx.ptep, 0, 0);
             this.putPage(ctx.ptep);

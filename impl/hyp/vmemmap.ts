@@ -1,0 +1,119 @@
+/**
+ * The hypervisor's vmemmap: one `struct hyp_page` per page of memory (pkvm-host-s2-iommu.md
+ * §1.1): a 16-bit refcount (hyp pins and allocator use), the 4-bit host state, the 4-bit hyp
+ * state stored as its complement (so zeroed memory reads as host OWNED / hyp NOPAGE), and the
+ * 32-bit host→guest share count. Kept in typed arrays per memblock region.
+ */
+import { type MemblockRegion } from './memory-map.js';
+
+export const PKVM_PAGE_OWNED = 0b00;
+export const PKVM_PAGE_SHARED_OWNED = 0b01;
+export const PKVM_PAGE_SHARED_BORROWED = 0b10;
+export const PKVM_NOPAGE = 0b11;
+export type PageState = typeof PKVM_PAGE_OWNED | typeof PKVM_PAGE_SHARED_OWNED | typeof PKVM_PAGE_SHARED_BORROWED | typeof PKVM_NOPAGE;
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+const U32_MAX = 0xffff_ffff;
+
+interface RegionPages {
+  readonly firstPfn: number;
+  readonly pages: number;
+  readonly refcount: Uint16Array;
+  /** Low nibble: host state; high nibble: hyp state XOR 0b11. */
+  readonly state: Uint8Array;
+  readonly shareGuestCount: Uint32Array;
+}
+
+export class Vmemmap {
+  private readonly regions: RegionPages[];
+  /** Pages whose entry is not all-zero, kept up to date so checks need not scan all memory. */
+  private readonly touched = new Set<number>();
+
+  constructor(memblock: readonly MemblockRegion[]) {
+    this.regions = memblock.map((r) => {
+      const pages = r.size / PAGE_SIZE;
+      return {
+        firstPfn: r.base / PAGE_SIZE,
+        pages,
+        refcount: new Uint16Array(pages),
+        state: new Uint8Array(pages),
+        shareGuestCount: new Uint32Array(pages),
+      };
+    });
+  }
+
+  private locate(pfn: number): [RegionPages, number] {
+    for (const r of this.regions) {
+      if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) return [r, pfn - r.firstPfn];
+    }
+    // Callers check `range_is_memory` first; reaching here is a hypervisor bug (a BUG() at EL2).
+    throw new Error(`hyp_page of pfn ${pfn.toString(16)} outside the vmemmap`);
+  }
+
+  has(pfn: number): boolean {
+    return this.regions.some((r) => pfn >= r.firstPfn && pfn < r.firstPfn + r.pages);
+  }
+
+  hostState(pfn: number): PageState {
+    const [r, i] = this.locate(pfn);
+    return ((r.state[i] as number) & 0xf) as PageState;
+  }
+
+  setHostState(pfn: number, state: PageState): void {
+    const [r, i] = this.locate(pfn);
+    r.state[i] = ((r.state[i] as number) & 0xf0) | state;
+    this.track(r, i);
+  }
+
+  hypState(pfn: number): PageState {
+    const [r, i] = this.locate(pfn);
+    return ((((r.state[i] as number) >>> 4) & 0xf) ^ 0b11) as PageState;
+  }
+
+  setHypState(pfn: number, state: PageState): void {
+    const [r, i] = this.locate(pfn);
+    r.state[i] = ((r.state[i] as number) & 0x0f) | ((state ^ 0b11) << 4);
+    this.track(r, i);
+  }
+
+  refcount(pfn: number): number {
+    const [r, i] = this.locate(pfn);
+    return r.refcount[i] as number;
+  }
+
+  setRefcount(pfn: number, value: number): void {
+    const [r, i] = this.locate(pfn);
+    r.refcount[i] = value;
+    this.track(r, i);
+  }
+
+  shareGuestCount(pfn: number): number {
+    const [r, i] = this.locate(pfn);
+    return r.shareGuestCount[i] as number;
+  }
+
+  setShareGuestCount(pfn: number, value: number): void {
+    if (value < 0 || value > U32_MAX) throw new Error('host_share_guest_count out of range');
+    const [r, i] = this.locate(pfn);
+    r.shareGuestCount[i] = value;
+    this.track(r, i);
+  }
+
+  private track(r: RegionPages, i: number): void {
+    if (r.state[i] !== 0 || r.refcount[i] !== 0 || r.shareGuestCount[i] !== 0) this.touched.add(r.firstPfn + i);
+    else this.touched.delete(r.firstPfn + i);
+  }
+
+  /** Every pfn with a non-default entry (for the abstraction function), ascending. */
+  nonDefault(): number[] {
+    return [...this.touched].sort((a, b) => a - b);
+  }
+
+  /** The non-default entries as text, for "an error changes nothing" comparisons. */
+  snapshot(): string {
+    return this.nonDefault()
+      .map((pfn) => `${pfn}:${this.hostState(pfn)}${this.hypState(pfn)}:${this.refcount(pfn)}:${this.shareGuestCount(pfn)}`)
+      .join(',');
+  }
+}

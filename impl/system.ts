@@ -1,0 +1,105 @@
+/**
+ * Composition root: `createSystem(config)` builds and boots a machine — physical memory, the
+ * host CPU, and the pKVM hypervisor with its host stage-2, vmemmap, pools and VM table.
+ *
+ * Simulation choice: the hypervisor's private memory (host stage-2 table pool, the VM memcache,
+ * the guest PGD carve-out) is a RAM region placed just above the host's PA range. In the kernel
+ * it is memblock memory reserved and donated to EL2 at boot, so the host can never reach it; here
+ * the host cannot even name it (its IPAs stop at 2^physShift), which gives the same isolation
+ * without making every boot-time donation part of every abstract state.
+ */
+import { GRANULE_4K, kvmStage2StartLevel } from './arch/granule.js';
+import { PhysicalMemory, type RegionSpec } from './arch/physical-memory.js';
+import { s2Format } from './arch/s2-descriptor.js';
+import { HostCpu } from './hw/cpu.js';
+import { HostStage2 } from './hyp/host-stage2.js';
+import { Hypervisor } from './hyp/hypervisor.js';
+import { HypMemcache } from './hyp/memcache.js';
+import { HypMemoryMap, type MemblockRegion } from './hyp/memory-map.js';
+import { Vmemmap } from './hyp/vmemmap.js';
+import { PagePool } from './pgtable/page-allocator.js';
+import { Stage2Walker } from './pgtable/stage2-walk.js';
+
+export interface SystemConfig {
+  /** CPU PARange in bits: the host stage-2 covers [0, 2^physShift). */
+  readonly physShift: number;
+  /** memblock regions (RAM the host reported), sorted, page aligned. */
+  readonly memory: readonly MemblockRegion[];
+  /** Pages set aside for the hypervisor's VM bookkeeping (the memcache). */
+  readonly poolPages: number;
+  readonly maxVms: number;
+  /** Pages `init_vm` takes for the VM and vCPU structures (the PGD comes on top). */
+  readonly vmStructPages: number;
+  /** Table pages of the host stage-2 pool; default: enough to map all memory with pages. */
+  readonly hostS2PoolPages?: number;
+}
+
+export interface System {
+  readonly config: SystemConfig;
+  readonly memory: PhysicalMemory;
+  readonly cpu: HostCpu;
+  readonly hyp: Hypervisor;
+  readonly hostS2: HostStage2;
+  readonly vmemmap: Vmemmap;
+  readonly memcache: HypMemcache;
+  readonly hostS2Pool: PagePool;
+}
+
+const PAGE = 4096;
+
+/** `host_s2_pgtable_pages()`: enough table pages to map every memory page with page granularity. */
+export function hostS2PgtablePages(config: SystemConfig): number {
+  const pages = config.memory.reduce((n, r) => n + r.size / PAGE, 0);
+  let total = 0;
+  let level = pages;
+  for (let l = 0; l < 4; l++) {
+    level = Math.ceil(level / 512);
+    total += level;
+  }
+  // The PGD (up to 16 concatenated pages) and headroom for MMIO mappings.
+  return total + 16 + 64;
+}
+
+export function createSystem(config: SystemConfig): System {
+  const limit = 2 ** config.physShift;
+  const hostS2PoolPages = config.hostS2PoolPages ?? hostS2PgtablePages(config);
+  const pgdCarveoutBytes = 64 * PAGE * Math.max(1, config.maxVms);
+  // Layout of the hypervisor carve-out: [host stage-2 pool][guest PGD carve-out][memcache].
+  const hostPoolBase = limit;
+  const pgdBase = hostPoolBase + Math.ceil((hostS2PoolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
+  const memcacheBase = pgdBase + pgdCarveoutBytes;
+  const carveoutEnd = memcacheBase + config.poolPages * PAGE;
+  const regions: RegionSpec[] = config.memory.map((r, i) => ({ name: `ram${i}`, kind: 'ram', base: r.base, size: r.size, nomap: r.nomap }));
+  regions.push({ name: 'hyp-carveout', kind: 'ram', base: hostPoolBase, size: Math.max(PAGE, carveoutEnd - hostPoolBase) });
+  const memory = new PhysicalMemory(regions);
+
+  const format = s2Format(GRANULE_4K, { annotation: 'typed' });
+  const memoryMap = new HypMemoryMap(config.memory, limit);
+  const vmemmap = new Vmemmap(config.memory);
+  const hostS2Pool = new PagePool(memory, hostPoolBase, Math.max(PAGE, hostS2PoolPages * PAGE));
+  const pgdCarveout = new PagePool(memory, pgdBase, pgdCarveoutBytes);
+  const memcache = new HypMemcache(memory, memcacheBase, config.poolPages);
+
+  let walker: Stage2Walker | undefined;
+  let hostS2Ref: HostStage2 | undefined;
+  const cpu = new HostCpu(
+    memory,
+    () => {
+      walker ??= Stage2Walker.forRoot(memory, (hostS2Ref as HostStage2).pgt.root(), config.physShift);
+      return walker;
+    },
+    GRANULE_4K,
+  );
+  const hostS2 = new HostStage2(memory, memoryMap, hostS2Pool, cpu.tlb, format, config.physShift);
+  hostS2Ref = hostS2;
+  if (hostS2.pgt.startLevel !== kvmStage2StartLevel(GRANULE_4K, config.physShift)) throw new Error('unexpected host stage-2 start level');
+  // __pkvm_prot_finalize: TLBI VMALLS12E1 — nothing is cached yet, the call documents the step.
+  cpu.tlb.flushVmid();
+  const hyp = new Hypervisor(memory, memoryMap, vmemmap, hostS2, cpu, memcache, pgdCarveout, {
+    physShift: config.physShift,
+    maxVms: config.maxVms,
+    vmStructPages: config.vmStructPages,
+    format,
+  });
+  return { config, memory, cpu, hyp, hostS2, vmemmap, memcache, hostS2Pool };
+}
