@@ -10,7 +10,7 @@ import { LAST_LEVEL } from '../impl/arch/granule.js';
 import { descOutputAddress } from '../impl/arch/s2-descriptor.js';
 import { PKVM_ID_HYP } from '../impl/hyp/host-stage2.js';
 import { PKVM_NOPAGE, PKVM_PAGE_OWNED, PKVM_PAGE_SHARED_BORROWED, PKVM_PAGE_SHARED_OWNED, type PageState } from '../impl/hyp/vmemmap.js';
-import { dumpTable } from '../impl/pgtable/table-dump.js';
+import { type TableDump, dumpTable } from '../impl/pgtable/table-dump.js';
 import { type System } from '../impl/system.js';
 import { type GuestLeaf, type ModelConfig, type ModelState, type PageState as ModelPageState, type VmRecord } from '../model/index.js';
 
@@ -29,7 +29,7 @@ function protText(lo: number, hi: number): string {
   return p;
 }
 
-export function abstractState(sys: System, config: ModelConfig): ModelState {
+export function abstractState(sys: System, config: ModelConfig, guestDumps?: ReadonlyMap<number, TableDump>): ModelState {
   const host = new Map<number, Exclude<ModelPageState, 'OWNED'>>();
   const hyp = new Map<number, Exclude<ModelPageState, 'NOPAGE'>>();
   const pins = new Map<number, number>();
@@ -54,7 +54,7 @@ export function abstractState(sys: System, config: ModelConfig): ModelState {
   const vms = new Map<number, VmRecord>();
   for (const [index, guest] of sys.hyp.vms) {
     const leaves = new Map<number, GuestLeaf>();
-    for (const e of dumpTable(sys.memory, guest.pgt.root()).entries) {
+    for (const e of (guestDumps?.get(index) ?? dumpTable(sys.memory, guest.pgt.root())).entries) {
       const gfn = e.ia / 4096;
       const st = guest.leafState(e.lo, e.hi);
       if (st === 'poison') {

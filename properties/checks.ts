@@ -7,7 +7,7 @@ import { INVALID_TYPE_HOST_DONATION, decodeInvalidEntry } from '../impl/arch/s2-
 import { PKVM_ID_HYP } from '../impl/hyp/host-stage2.js';
 import { PKVM_NOPAGE } from '../impl/hyp/vmemmap.js';
 import { type KvmPgtable } from '../impl/pgtable/kvm-pgtable.js';
-import { dumpTable } from '../impl/pgtable/table-dump.js';
+import { type TableDump, dumpTable } from '../impl/pgtable/table-dump.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, hostState, pfnIsMemory } from '../model/index.js';
 
@@ -25,6 +25,18 @@ export interface Violation {
 }
 
 const PAGE = 4096;
+
+/** The table dumps of one step, taken once and shared by every check. */
+export interface TablesView {
+  readonly host: TableDump;
+  readonly guests: ReadonlyMap<number, TableDump>;
+}
+
+export function viewTables(sys: System): TablesView {
+  const guests = new Map<number, TableDump>();
+  for (const [vm, guest] of sys.hyp.vms) guests.set(vm, dumpTable(sys.memory, guest.pgt.root()));
+  return { host: dumpTable(sys.memory, sys.hostS2.pgt.root()), guests };
+}
 
 /**
  * Host CPU isolation on the effective reach: no TLB entry of the host CPU may translate a page
@@ -50,8 +62,7 @@ export function checkHostCpuIsolation(sys: System, model: ModelState): Violation
   return out;
 }
 
-function checkRefcounts(pgt: KvmPgtable, what: string, out: Violation[]): { tables: number } {
-  const dump = dumpTable(pgt.memory, pgt.root());
+function checkRefcounts(pgt: KvmPgtable, dump: TableDump, what: string, out: Violation[]): void {
   for (const f of dump.faults) out.push({ check: 'well_formed_tables', message: `${what}: ${f}` });
   const reachable = new Set<number>();
   for (const t of dump.tables) {
@@ -68,7 +79,6 @@ function checkRefcounts(pgt: KvmPgtable, what: string, out: Violation[]): { tabl
       out.push({ check: 'well_formed_tables', message: `${what}: entry at IA 0x${e.ia.toString(16)} left LOCKED` });
     }
   }
-  return { tables: dump.tables.length };
 }
 
 /**
@@ -77,11 +87,11 @@ function checkRefcounts(pgt: KvmPgtable, what: string, out: Violation[]): { tabl
  * for the host exactly when an annotation stands for it — §9 invariant I1 — and no valid
  * mapping covers it).
  */
-export function checkWellFormed(sys: System): Violation[] {
+export function checkWellFormed(sys: System, view: TablesView): Violation[] {
   const out: Violation[] = [];
-  checkRefcounts(sys.hostS2.pgt, 'host stage-2', out);
-  for (const [vm, guest] of sys.hyp.vms) checkRefcounts(guest.pgt, `vm ${vm} stage-2`, out);
-  const dump = dumpTable(sys.memory, sys.hostS2.pgt.root());
+  checkRefcounts(sys.hostS2.pgt, view.host, 'host stage-2', out);
+  for (const [vm, guest] of sys.hyp.vms) checkRefcounts(guest.pgt, view.guests.get(vm) as TableDump, `vm ${vm} stage-2`, out);
+  const dump = view.host;
   const annotated = new Set<number>();
   for (const e of dump.entries) {
     if ((e.lo & 1) !== 0) {
@@ -119,9 +129,9 @@ export function checkWellFormed(sys: System): Violation[] {
  * reachable table pages; the budget pages are either in the memcache or held by exactly one VM
  * (metadata or its pool), and a VM's live tables are pages it owns.
  */
-export function checkPools(sys: System, poolPages: number): Violation[] {
+export function checkPools(sys: System, poolPages: number, view: TablesView): Violation[] {
   const out: Violation[] = [];
-  const hostTables = dumpTable(sys.memory, sys.hostS2.pgt.root()).tables.length;
+  const hostTables = view.host.tables.length;
   if (sys.hostS2Pool.allocatedBytes !== hostTables * PAGE) {
     out.push({ check: 'pool_accounting', message: `host stage-2 pool has ${sys.hostS2Pool.allocatedBytes / PAGE} pages out, ${hostTables} tables reachable` });
   }
@@ -137,7 +147,7 @@ export function checkPools(sys: System, poolPages: number): Violation[] {
     for (const p of guest.pool.owned) claim(p, `vm ${vm} pool`);
     held += guest.metadataPages.length + guest.pool.owned.length;
     const owned = new Set(guest.pool.owned);
-    const dump = dumpTable(sys.memory, guest.pgt.root());
+    const dump = view.guests.get(vm) as TableDump;
     for (const t of dump.tables) {
       if (t.level === guest.pgt.startLevel) continue;
       if (!owned.has(t.pa)) out.push({ check: 'pool_accounting', message: `vm ${vm}: table page 0x${t.pa.toString(16)} not from its pool` });
@@ -150,12 +160,10 @@ export function checkPools(sys: System, poolPages: number): Violation[] {
 }
 
 /** A fingerprint of the concrete state an error must not change. */
-export function concreteFingerprint(sys: System): string {
+export function concreteFingerprint(sys: System, view: TablesView): string {
   const parts: string[] = [sys.vmemmap.snapshot(), [...sys.hyp.hypS1].join(';'), String(sys.memcache.available)];
-  parts.push(dumpTable(sys.memory, sys.hostS2.pgt.root()).entries.map((e) => `${e.ia}:${e.level}:${e.lo}:${e.hi}`).join(';'));
-  for (const [vm, guest] of sys.hyp.vms) {
-    parts.push(`vm${vm}:` + dumpTable(sys.memory, guest.pgt.root()).entries.map((e) => `${e.ia}:${e.level}:${e.lo}:${e.hi}`).join(';'));
-  }
+  parts.push(view.host.entries.map((e) => `${e.ia}:${e.level}:${e.lo}:${e.hi}`).join(';'));
+  for (const [vm, dump] of view.guests) parts.push(`vm${vm}:` + dump.entries.map((e) => `${e.ia}:${e.level}:${e.lo}:${e.hi}`).join(';'));
   return parts.join('|');
 }
 

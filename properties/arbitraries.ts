@@ -1,0 +1,150 @@
+/**
+ * fast-check arbitraries for ownership operations, biased toward what finds bugs (ARCHITECTURE
+ * §3): a few hot pages reused across operations, region and block boundaries, ranges straddling
+ * a region edge, NOMAP and MMIO pages, page counts that overflow, unknown VMs, guest frames
+ * already in use, and invalid permission letters.
+ */
+import fc from 'fast-check';
+import { type Operation } from '../model/index.js';
+import { type MachineConfig } from './machine.js';
+
+const PAGE = 4096;
+
+/** Page frame numbers worth trying on this machine, most of them few and reused. */
+export function interestingPfns(machine: MachineConfig): { hot: number[]; edges: number[]; wild: number[] } {
+  const hot: number[] = [];
+  const edges: number[] = [];
+  const first = machine.memory[0];
+  if (first !== undefined) {
+    const base = first.base / PAGE;
+    for (let i = 0; i < 6; i++) hot.push(base + i);
+    // A 2 MiB-aligned block inside the first region, for block shares.
+    const block = Math.ceil((base + 1) / 512) * 512;
+    if ((block + 512) * PAGE <= first.base + first.size) hot.push(block, block + 1, block + 511);
+  }
+  for (const r of machine.memory) {
+    const base = r.base / PAGE;
+    const end = (r.base + r.size) / PAGE;
+    edges.push(base, base + 1, end - 1, end, base - 1);
+  }
+  const limit = 2 ** (machine.physShift - 12);
+  const wild = [0, 0x9000, 0x9001, limit - 1, limit, 2 ** 52 - 1, 2 ** 52, 2 ** 64 - 2 ** 12];
+  return { hot, edges: edges.filter((p) => p >= 0), wild };
+}
+
+export function operationArbitrary(machine: MachineConfig): fc.Arbitrary<Operation> {
+  const { hot, edges, wild } = interestingPfns(machine);
+  const pfn = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...hot) }, { weight: 2, arbitrary: fc.constantFrom(...edges) }, { weight: 1, arbitrary: fc.constantFrom(...wild) });
+  const limit = 2 ** (machine.physShift - 12);
+  const nrPages = fc.oneof(
+    { weight: 8, arbitrary: fc.integer({ min: 1, max: 4 }) },
+    { weight: 2, arbitrary: fc.constant(512) },
+    { weight: 1, arbitrary: fc.constantFrom(0, limit, 2 ** 52, 2 ** 64 - 2 ** 12) },
+  );
+  const gfn = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(0, 1, 2, 3) }, { weight: 2, arbitrary: fc.constantFrom(512, 1024) }, { weight: 1, arbitrary: fc.constantFrom(limit - 1, limit, 2 ** 52 + 1) });
+  const vm = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(0, 1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: machine.maxVms + 1 }) });
+  const prot = fc.constantFrom('r', 'rw', 'rwx', 'x', 'w', '', 'rq');
+  const addr = fc.tuple(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...hot) }, { weight: 2, arbitrary: fc.constantFrom(...edges) }, { weight: 1, arbitrary: fc.constantFrom(...wild.filter((w) => w < 2 ** 40)) }), fc.constantFrom(0, 8, 4092)).map(([p, o]) => p * PAGE + o);
+  const access = fc.constantFrom('read' as const, 'write' as const, 'exec' as const);
+  return fc.oneof(
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('host_share_hyp' as const), pfn }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_unshare_hyp' as const), pfn }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('host_donate_hyp' as const), pfn, nrPages }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('hyp_donate_host' as const), pfn, nrPages }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('hyp_pin_shared_mem' as const), pfn, nrPages }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('hyp_unpin_shared_mem' as const), pfn, nrPages }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_share_ffa' as const), pfn, nrPages }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_unshare_ffa' as const), pfn, nrPages }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('init_vm' as const), vm, protected: fc.boolean() }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('teardown_vm' as const), vm }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('host_share_guest' as const), pfn, gfn, nrPages: fc.oneof(fc.constant(1), nrPages), vm, prot }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('host_unshare_guest' as const), gfn, nrPages: fc.oneof(fc.constant(1), nrPages), vm }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_relax_perms_guest' as const), gfn, vm, prot }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_wrprotect_guest' as const), gfn, nrPages: fc.oneof(fc.constant(1), nrPages), vm }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('host_donate_guest' as const), pfn, gfn, vm }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('host_reclaim_page_guest' as const), gfn, vm }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('host_force_reclaim_page_guest' as const), pfn }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('guest_share_host' as const), vm, gfn }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('guest_unshare_host' as const), vm, gfn }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_donate_hyp_mmio' as const), pfn: fc.oneof(fc.constantFrom(0x9000, 0x9001), pfn) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('hyp_donate_host_mmio' as const), pfn: fc.oneof(fc.constantFrom(0x9000, 0x9001), pfn) }) },
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant('host_access' as const), addr, access }) },
+  );
+}
+
+/**
+ * Short chains that walk one page through a life cycle (share → pin → unpin → unshare, donate to
+ * a guest → share back → unshare → force reclaim → reclaim, …): random single operations rarely
+ * line up like this, and the interesting states sit at the end of such chains. Any step of a
+ * chain may fail (another operation got there first), which is fine.
+ */
+export function chainArbitrary(machine: MachineConfig): fc.Arbitrary<Operation[]> {
+  const { hot } = interestingPfns(machine);
+  const pfn = fc.constantFrom(...hot);
+  const gfn = fc.constantFrom(0, 1, 2);
+  const addrOf = (p: number) => p * PAGE;
+  const access = fc.constantFrom('read' as const, 'write' as const);
+  return fc.oneof(
+    fc.tuple(pfn, access).map(([p, a]): Operation[] => [
+      { kind: 'host_share_hyp', pfn: p },
+      { kind: 'hyp_pin_shared_mem', pfn: p, nrPages: 1 },
+      { kind: 'host_unshare_hyp', pfn: p },
+      { kind: 'hyp_unpin_shared_mem', pfn: p, nrPages: 1 },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+      { kind: 'host_unshare_hyp', pfn: p },
+    ]),
+    fc.tuple(pfn, fc.integer({ min: 1, max: 3 }), access).map(([p, n, a]): Operation[] => [
+      { kind: 'host_access', addr: addrOf(p), access: a },
+      { kind: 'host_donate_hyp', pfn: p, nrPages: n },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+      { kind: 'hyp_donate_host', pfn: p, nrPages: n },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+    ]),
+    fc.tuple(pfn, fc.integer({ min: 1, max: 2 })).map(([p, n]): Operation[] => [
+      { kind: 'host_share_ffa', pfn: p, nrPages: n },
+      { kind: 'host_unshare_ffa', pfn: p, nrPages: n },
+    ]),
+    fc.tuple(pfn, gfn, fc.constantFrom('r', 'rw', 'rwx', 'x')).map(([p, g, prot]): Operation[] => [
+      { kind: 'host_share_guest', pfn: p, gfn: g, nrPages: 1, vm: 0, prot },
+      { kind: 'host_relax_perms_guest', gfn: g, vm: 0, prot: 'rw' },
+      { kind: 'host_wrprotect_guest', gfn: g, nrPages: 1, vm: 0 },
+      { kind: 'host_unshare_guest', gfn: g, nrPages: 1, vm: 0 },
+    ]),
+    fc.tuple(pfn, gfn, access).map(([p, g, a]): Operation[] => [
+      { kind: 'host_donate_guest', pfn: p, gfn: g, vm: 1 },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+      { kind: 'guest_share_host', vm: 1, gfn: g },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+      { kind: 'guest_unshare_host', vm: 1, gfn: g },
+      { kind: 'host_force_reclaim_page_guest', pfn: p },
+      { kind: 'host_reclaim_page_guest', gfn: g, vm: 1 },
+      { kind: 'host_access', addr: addrOf(p), access: a },
+    ]),
+    fc.constantFrom(0x9000, 0x9001).map((p): Operation[] => [
+      { kind: 'host_access', addr: addrOf(p), access: 'read' },
+      { kind: 'host_donate_hyp_mmio', pfn: p },
+      { kind: 'host_access', addr: addrOf(p), access: 'write' },
+      { kind: 'hyp_donate_host_mmio', pfn: p },
+      { kind: 'host_access', addr: addrOf(p), access: 'read' },
+    ]),
+  );
+}
+
+/**
+ * Operation sequences. Most start by creating one non-protected (vm 0) and one protected (vm 1)
+ * VM, so guest operations get past the VM lookup; some do not, to keep the "no such VM" paths
+ * busy. The body mixes single operations with life-cycle chains.
+ */
+export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.Arbitrary<Operation[]> {
+  const prefix: Operation[] = [
+    { kind: 'init_vm', vm: 0, protected: false },
+    { kind: 'init_vm', vm: 1, protected: true },
+  ];
+  const piece = fc.oneof({ weight: 3, arbitrary: operationArbitrary(machine).map((op) => [op]) }, { weight: 1, arbitrary: chainArbitrary(machine) });
+  return fc
+    .tuple(fc.nat(9), fc.array(piece, { minLength: 1, maxLength: Math.max(1, Math.floor(maxLength / 3)) }))
+    .map(([vmChoice, pieces]) => {
+      const ops = pieces.flat().slice(0, maxLength);
+      return vmChoice < 8 ? [...prefix, ...ops] : ops;
+    });
+}
