@@ -6,7 +6,7 @@
  * or a bad file.
  */
 import { readFileSync } from 'node:fs';
-import { errnoName } from '../model/index.js';
+import { type Operation, errnoName } from '../model/index.js';
 import { decodeMachine, decodeOperations } from '../properties/codecs.js';
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
 import { type RunOptions, runOperations } from '../properties/runner.js';
@@ -19,7 +19,7 @@ FILE.json: { "operations": [ { "kind": "host_donate_hyp", "pfn": 262144, "nrPage
 exit code: 0 clean, 1 mismatch or violation, 2 usage error or bad file`;
 
 export interface ReplayInput {
-  readonly operations: ReturnType<typeof decodeOperations> extends { ok: true; value: infer V } ? V : never;
+  readonly operations: Operation[];
   readonly machine: MachineConfig;
 }
 
