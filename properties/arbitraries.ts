@@ -110,6 +110,13 @@ export function chainArbitrary(machine: MachineConfig): fc.Arbitrary<Operation[]
       { kind: 'host_wrprotect_guest', gfn: g, nrPages: 1, vm: 0 },
       { kind: 'host_unshare_guest', gfn: g, nrPages: 1, vm: 0 },
     ]),
+    fc.constantFrom(...hot.filter((p) => p % 512 === 0)).map((p): Operation[] => [
+      { kind: 'host_share_guest', pfn: p, gfn: 512, nrPages: 512, vm: 0, prot: 'rw' },
+      { kind: 'host_unshare_guest', gfn: 512, nrPages: 1, vm: 0 },
+      { kind: 'host_wrprotect_guest', gfn: 512, nrPages: 512, vm: 0 },
+      { kind: 'host_reclaim_page_guest', gfn: 513, vm: 0 },
+      { kind: 'host_unshare_guest', gfn: 512, nrPages: 512, vm: 0 },
+    ]),
     fc.tuple(pfn, gfn, access).map(([p, g, a]): Operation[] => [
       { kind: 'host_donate_guest', pfn: p, gfn: g, vm: 1 },
       { kind: 'host_access', addr: addrOf(p), access: a },

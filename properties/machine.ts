@@ -28,7 +28,7 @@ export function smallMachine(): MachineConfig {
       { base: 0x4080_0000, size: 0x20_0000, nomap: true },
       { base: 0x8000_0000, size: 0x40_0000 },
     ],
-    poolPages: 24,
+    poolPages: 10,
     maxVms: 3,
     vmStructPages: 2,
   };

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { OPERATION_KINDS, type Operation, type OperationKind } from '../model/index.js';
+import { E2BIG, EAGAIN, EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, EPERM, ERANGE, OPERATION_KINDS, type Operation, type OperationKind } from '../model/index.js';
 import { operationsArbitrary } from './arbitraries.js';
 import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
@@ -17,6 +17,7 @@ const SEED = 20261121;
 describe('ownership: the system refines the model', () => {
   it('random operation sequences pass every check, and every operation kind runs and succeeds', () => {
     const executed = new Map<OperationKind, number>();
+    const errnos = new Set<number>();
     const succeeded = new Map<OperationKind, number>();
     fc.assert(
       fc.property(operationsArbitrary(machine, 40), (ops) => {
@@ -24,11 +25,16 @@ describe('ownership: the system refines the model', () => {
         for (const s of result.steps) {
           executed.set(s.op.kind, (executed.get(s.op.kind) ?? 0) + 1);
           if (s.modelRet === 0) succeeded.set(s.op.kind, (succeeded.get(s.op.kind) ?? 0) + 1);
+          if (s.op.kind !== 'host_access') errnos.add(s.modelRet);
         }
         if (result.failure !== undefined) throw new Error(describeFailure(result));
       }),
       { seed: SEED, numRuns: 250 },
     );
+    // Every error class of the reference shows up, -ENOMEM from the finite budget included.
+    for (const errno of [-EPERM, -EINVAL, -EBUSY, -ENOMEM, -ENOENT, -E2BIG, -ERANGE, -EFAULT, -EAGAIN]) {
+      expect(errnos.has(errno), `errno ${errno} returned at least once`).toBe(true);
+    }
     for (const kind of OPERATION_KINDS) {
       expect(executed.get(kind) ?? 0, `${kind} executed`).toBeGreaterThanOrEqual(20);
       expect(succeeded.get(kind) ?? 0, `${kind} succeeded`).toBeGreaterThanOrEqual(3);
