@@ -40,10 +40,19 @@ export function decodeGuestMeta(meta: U64): { handle: number; gfn: number } {
 /** Called after every host ownership change of [start, end): the IOMMU idmap hook (issue 5). */
 export type HostIdmapHook = (start: number, end: number, prot: number) => void;
 
+/**
+ * Where the IOMMU hook is called. SER-T&E v4 (patch 10/28) calls it only from
+ * `host_stage2_set_owner_locked`; on the UP-2026 code base guest donations, guest unshares and
+ * MMIO donations annotate through `host_stage2_set_owner_metadata_locked` directly and would
+ * bypass it. 'every-owner-change' also hooks those paths.
+ */
+export type IdmapHookPlacement = 'set-owner-only' | 'every-owner-change';
+
 export class HostStage2 {
   readonly pgt: KvmPgtable;
   /** Set when the IOMMU layer is present (SER-T&E `kvm_iommu_host_stage2_idmap`). */
   idmapHook: HostIdmapHook | null = null;
+  hookPlacement: IdmapHookPlacement = 'every-owner-change';
 
   constructor(
     memory: PhysicalMemory,
@@ -131,34 +140,41 @@ export class HostStage2 {
       }
       return r;
     }
-    if (owner === PKVM_ID_HYP) return this.setOwnerMetadataLocked(addr, size, PKVM_ID_HYP, u64(0, 0), onHostState);
+    if (owner === PKVM_ID_HYP) {
+      const r = this.annotateLocked(addr, size, PKVM_ID_HYP, u64(0, 0), onHostState);
+      if (r === 0) this.idmapHook?.(addr, addr + size, 0);
+      return r;
+    }
     return -EINVAL;
   }
 
   /** `host_stage2_set_owner_metadata_locked`: annotate with owner + metadata, host NOPAGE. */
   setOwnerMetadataLocked(addr: number, size: number, owner: number, meta: U64, onHostState: (state: 'owned' | 'nopage') => void): number {
+    const r = this.annotateLocked(addr, size, owner, meta, onHostState);
+    if (r === 0 && this.hookPlacement === 'every-owner-change') this.idmapHook?.(addr, addr + size, 0);
+    return r;
+  }
+
+  private annotateLocked(addr: number, size: number, owner: number, meta: U64, onHostState: (state: 'owned' | 'nopage') => void): number {
     if (owner === PKVM_ID_HOST) return -EINVAL;
     if (!this.memoryMap.rangeIsMemory(addr, addr + size)) return -EPERM;
     if (owner > OWNER_MAX || meta.hi > 0x00ff_ffff) return -EINVAL;
     const r = this.tryOp(() => this.pgt.annotate(addr, size, this.pool, encodeTypedAnnotation(INVALID_TYPE_HOST_DONATION, owner, meta)));
-    if (r === 0) {
-      onHostState('nopage');
-      this.idmapHook?.(addr, addr + size, 0);
-    }
+    if (r === 0) onHostState('nopage');
     return r;
   }
 
   /** Annotates an MMIO range as owned by the hypervisor (`__pkvm_host_donate_hyp_mmio`). */
   annotateMmioForHyp(addr: number, size: number): number {
     const r = this.tryOp(() => this.pgt.annotate(addr, size, this.pool, encodeTypedAnnotation(INVALID_TYPE_HOST_DONATION, PKVM_ID_HYP, u64(0, 0))));
-    if (r === 0) this.idmapHook?.(addr, addr + size, 0);
+    if (r === 0 && this.hookPlacement === 'every-owner-change') this.idmapHook?.(addr, addr + size, 0);
     return r;
   }
 
   /** Removes an MMIO annotation; the host maps it again lazily on its next fault. */
   clearMmioAnnotation(addr: number, size: number): number {
     const r = this.pgt.annotate(addr, size, this.pool, u64(0, 0));
-    if (r === 0) this.idmapHook?.(addr, addr + size, PKVM_HOST_MMIO_PROT);
+    if (r === 0 && this.hookPlacement === 'every-owner-change') this.idmapHook?.(addr, addr + size, PKVM_HOST_MMIO_PROT);
     return r;
   }
 

@@ -149,7 +149,7 @@ export class Hypervisor {
     if (this.vmemmap.hostState(first) === PKVM_NOPAGE) {
       const r = this.hostS2.idmapLocked(phys, nrPages * PAGE_SIZE, PROT_RWX);
       if (r !== 0) return r;
-      this.hostS2.idmapHook?.(phys, phys + nrPages * PAGE_SIZE, PROT_RWX);
+      // Not an owner change: the IOMMU hook is not called (SER-T&E §6.2).
       yield { at: 'host_s2_restored' };
     }
     for (let i = 0; i < nrPages; i++) this.vmemmap.setHostState(first + i, st);

@@ -38,7 +38,8 @@ export const OWNERSHIP_BUGS: readonly InjectedBug[] = [
     caughtBy: 'well_formed_tables',
     inject: (sys) => {
       const s2 = sys.hostS2;
-      replace(s2, 'setOwnerMetadataLocked', (addr: number, size: number, _owner: number, _meta: unknown, onHostState: (st: 'owned' | 'nopage') => void) => {
+      // Every annotation path (set_owner and set_owner_metadata) goes through annotateLocked.
+      replace(s2 as unknown as { annotateLocked: unknown }, 'annotateLocked', (addr: number, size: number, _owner: number, _meta: unknown, onHostState: (st: 'owned' | 'nopage') => void) => {
         const r = s2.pgt.unmap(addr, size);
         if (r === 0) onHostState('nopage');
         return r;
