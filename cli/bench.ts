@@ -4,6 +4,7 @@
  */
 import { benchCheckedOps } from '../bench/ownership.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
+import { benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
 import { defaultMachine, smallMachine } from '../properties/machine.js';
 
 const USAGE = 'usage: npm run bench -- [--json] [--quick]';
@@ -25,6 +26,8 @@ function main(argv: string[]): number {
   const setup = buildSparseTable();
   figures.walks_per_s = Math.round(benchWalks(setup, quick ? 400_000 : 4_000_000));
   figures.map_unmap_pairs_per_s = Math.round(benchMapUnmap(setup, quick ? 40_000 : 400_000));
+  figures.smmu_tlb_hit_translations_per_s = Math.round(benchSmmuTlbHits(quick ? 1_000_000 : 10_000_000));
+  figures.smmu_walk_translations_per_s = Math.round(benchSmmuWalks(quick ? 200_000 : 2_000_000));
   figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
   for (const [name, value] of Object.entries(figures)) console.log(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);

@@ -1,0 +1,55 @@
+/**
+ * The SMMUv3 hardware model (ARCHITECTURE §5): public surface.
+ *
+ * Files: features.ts (configuration → ID registers), registers-file.ts (programming interface),
+ * stream-table.ts (STE / L1STD fetch and decode), config-cache.ts, tlb.ts (TLB and walk cache),
+ * walk.ts (stage-2 walker with SMMU fault classes), invalidation.ts (what a TLBI removes, strict
+ * and QEMU-like), event-queue.ts, ats.ts (ATS types and endpoint interface), smmu.ts (the SMMU).
+ *
+ * Strict vs permissive (smmuv3-arch.md §7.5; every row has a test in strict-vs-permissive.test.ts):
+ *
+ * | behaviour                          | strict (weakest legal hardware)              | permissive (QEMU)                      |
+ * |------------------------------------|----------------------------------------------|----------------------------------------|
+ * | TLBI with wrong TTL                | entry at its real level survives             | removed                                |
+ * | TLBI with TG ≠ entry granule       | entry survives                               | removed (address overlap only)         |
+ * | Leaf = 1 TLBI                      | walk-cache entries survive                   | no walk cache                          |
+ * | 4K TLBI inside a 2M block          | block removed                                | removed                                |
+ * | NUM = SCALE = TTL = 0, TG ≠ 0      | CERROR_ILL                                   | executed                               |
+ * | TLBI/CFGI/ATC_INV before CMD_SYNC  | pending until the runner or a CMD_SYNC applies it | immediate (queue drained on PROD write) |
+ * | V = 0 STE / Span = 0 L1STD         | cached until a CFGI removes it               | never cached (L1STDs never cached)     |
+ * | CFGI_STE Leaf = 1 vs L1STD         | L1STD stays cached                           | Leaf ignored                           |
+ * | event queue full                   | record dropped, OVFLG toggled                | GERROR.EVTQ_ABT_ERR                    |
+ * | CMD_SYNC CS = IRQ with MSIAddr     | MSIData written to MSIAddr (+ wired pulse)   | wired pulse only                       |
+ * | ATC_INV                            | delivered, completes at CMD_SYNC; timeout → CERROR_ATC_INV_SYNC | no-op               |
+ * | speculative fills / PREFETCH_*     | any valid reachable translation, any time    | none: fills only on transactions       |
+ * | break-before-make violation        | F_TLB_CONFLICT with BBML0/1                  | never; largest block wins              |
+ *
+ * Permissive also copies QEMU's 256-entry IOTLB flushed when full and its exact-key TTL shortcut.
+ */
+export { type AtcInvalidation, type AtsEndpoint, type AtsResponse, atcInvalidationOf } from './ats.js';
+export { type EventDelivery, type SmmuSignals } from './event-queue.js';
+export { DEFAULT_FEATURES, IIDR_MMU600_R0P0, IIDR_MMU600_R2P0, IIDR_MMU700_R1P1, type SmmuFeatures, idRegisterValues, resolveFeatures } from './features.js';
+export {
+  ABORT_REASONS,
+  type AbortReason,
+  type ConfigCacheEntryInfo,
+  type ConsumeOutcome,
+  type DmaAccess,
+  type EventLogEntry,
+  type EvictSelector,
+  type FillPolicy,
+  type PendingInvalidation,
+  type RemovedCounts,
+  Smmu,
+  type SmmuMode,
+  type SmmuOptions,
+  type SpeculativeFillOutcome,
+  type TlbEntryInfo,
+  TR_ABORT,
+  TR_OK,
+  type TranslateOutcome,
+  TranslationResult,
+  type TranslationVia,
+  VIAS,
+  type WalkCacheEntryInfo,
+} from './smmu.js';
