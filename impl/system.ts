@@ -19,6 +19,15 @@ import { HypMemoryMap, type MemblockRegion } from './hyp/memory-map.js';
 import { Vmemmap } from './hyp/vmemmap.js';
 import { PagePool } from './pgtable/page-allocator.js';
 import { Stage2Walker } from './pgtable/stage2-walk.js';
+import { SMMU_FRAME_SIZE } from './arch/smmu/registers.js';
+import { DmaDevice } from './hw/device.js';
+import { Smmu, type SmmuMode } from './hw/smmu/smmu.js';
+import { type SmmuFeatures as SmmuHwFeatures } from './hw/smmu/features.js';
+import { HostSmmuDriver } from './host/smmu-host-driver.js';
+import { type IdmapHookPlacement } from './hyp/host-stage2.js';
+import { type YieldPoint } from './hyp/hypervisor.js';
+import { ShadowIdmap } from './hyp/iommu/idmap.js';
+import { type DriverOptions, HypSmmuDriver } from './hyp/smmu-driver/driver.js';
 
 export interface SystemConfig {
   /** CPU PARange in bits: the host stage-2 covers [0, 2^physShift). */
@@ -32,6 +41,30 @@ export interface SystemConfig {
   readonly vmStructPages: number;
   /** Table pages of the host stage-2 pool; default: enough to map all memory with pages. */
   readonly hostS2PoolPages?: number;
+  /** An SMMUv3 with devices behind it, driven by the pKVM driver (SER-T&E). */
+  readonly smmu?: SmmuConfig;
+}
+
+export interface SmmuConfig {
+  /** Physical address of the 128 KiB register frame, in an MMIO gap. */
+  readonly base: number;
+  readonly features?: Partial<SmmuHwFeatures>;
+  readonly mode?: SmmuMode;
+  readonly devices: readonly { readonly sid: number; readonly ats: boolean }[];
+  readonly driver?: DriverOptions;
+  readonly hookPlacement?: IdmapHookPlacement;
+  /** Two host-owned pages (command queue, stream table) the host driver uses. */
+  readonly hostPages: readonly [number, number];
+}
+
+/** The IOMMU part of a system: hardware, the hypervisor's driver and idmap, the host driver. */
+export interface IommuParts {
+  readonly smmu: Smmu;
+  readonly devices: ReadonlyMap<number, DmaDevice>;
+  readonly driver: HypSmmuDriver;
+  readonly hostDriver: HostSmmuDriver;
+  readonly pool: PagePool;
+  idmap: ShadowIdmap | undefined;
 }
 
 export interface System {
@@ -43,6 +76,12 @@ export interface System {
   readonly vmemmap: Vmemmap;
   readonly memcache: HypMemcache;
   readonly hostS2Pool: PagePool;
+  readonly iommu: IommuParts | undefined;
+  /**
+   * What hardware does while the hypervisor waits at a yield point; by default the SMMU consumes
+   * every queued command. A runner replaces it to interleave (ARCHITECTURE §4).
+   */
+  stepHardware: (point: YieldPoint) => void;
 }
 
 const PAGE = 4096;
@@ -68,9 +107,12 @@ export function createSystem(config: SystemConfig): System {
   const hostPoolBase = limit;
   const pgdBase = hostPoolBase + Math.ceil((hostS2PoolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
   const memcacheBase = pgdBase + pgdCarveoutBytes;
-  const carveoutEnd = memcacheBase + config.poolPages * PAGE;
+  const iommuPoolBase = memcacheBase + Math.ceil((config.poolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
+  const iommuPoolPages = config.smmu === undefined ? 0 : hostS2PgtablePages(config) + 64;
+  const carveoutEnd = iommuPoolBase + Math.ceil((iommuPoolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
   const regions: RegionSpec[] = config.memory.map((r, i) => ({ name: `ram${i}`, kind: 'ram', base: r.base, size: r.size, nomap: r.nomap }));
   regions.push({ name: 'hyp-carveout', kind: 'ram', base: hostPoolBase, size: Math.max(PAGE, carveoutEnd - hostPoolBase) });
+  if (config.smmu !== undefined) regions.push({ name: 'smmu0', kind: 'mmio', base: config.smmu.base, size: SMMU_FRAME_SIZE });
   const memory = new PhysicalMemory(regions);
 
   const format = s2Format(GRANULE_4K, { annotation: 'typed' });
@@ -101,5 +143,57 @@ export function createSystem(config: SystemConfig): System {
     vmStructPages: config.vmStructPages,
     format,
   });
-  return { config, memory, cpu, hyp, hostS2, vmemmap, memcache, hostS2Pool };
+  let iommu: IommuParts | undefined;
+  if (config.smmu !== undefined) {
+    const smmu = new Smmu(memory, { base: config.smmu.base, features: { gbpaResetAbort: true, ...config.smmu.features }, mode: config.smmu.mode ?? 'strict' });
+    const devices = new Map(config.smmu.devices.map((d) => [d.sid, new DmaDevice(smmu, memory, { sid: d.sid, ats: d.ats })]));
+    const pool = new PagePool(memory, iommuPoolBase, Math.max(PAGE, iommuPoolPages * PAGE));
+    const driver = new HypSmmuDriver(memory, hyp, config.smmu.base, pool, config.smmu.driver);
+    const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], strtabLog2: 6 });
+    hostS2.hookPlacement = config.smmu.hookPlacement ?? 'every-owner-change';
+    iommu = { smmu, devices, driver, hostDriver, pool, idmap: undefined };
+  }
+  const system: System = {
+    config,
+    memory,
+    cpu,
+    hyp,
+    hostS2,
+    vmemmap,
+    memcache,
+    hostS2Pool,
+    iommu,
+    stepHardware: (point) => {
+      void point;
+      if (iommu === undefined) return;
+      for (let i = 0; i < 4096; i++) if (iommu.smmu.consumeOneCommand().kind !== 'consumed') break;
+    },
+  };
+  if (iommu !== undefined) iommu.driver.stepHardware = (point) => system.stepHardware(point);
+  return system;
+}
+
+/**
+ * Boots the IOMMU side (pKVM `module_init` then the host's SMMU driver): the hypervisor driver
+ * takes the SMMU (MMIO donation, probe, reset), the shadow idmap is built and snapshotted from
+ * the host stage-2, then the host driver programs the emulated SMMU and attaches every device
+ * for identity DMA. Returns 0 or the first error.
+ */
+export function bootIommu(sys: System): number {
+  const parts = sys.iommu;
+  if (parts === undefined) return 0;
+  const step = (p: YieldPoint) => sys.stepHardware(p);
+  let r = sys.hyp.run(parts.driver.init(), step);
+  if (r !== 0) return r;
+  const f = parts.driver.features;
+  if (f === undefined) return -22;
+  const idmap = new ShadowIdmap(sys.memory, sys.hyp.memoryMap, parts.pool, { oas: Math.min(48, f.oas), pgsizeBitmap: f.pgsizeBitmap }, parts.driver);
+  parts.idmap = idmap;
+  parts.driver.idmap = idmap;
+  sys.hostS2.idmapHook = (start, end, prot) => idmap.onHostOwnershipChange(start, end, prot);
+  r = idmap.snapshot(sys.hostS2);
+  if (r !== 0) return r;
+  sys.hyp.run(parts.hostDriver.init(), step);
+  for (const [sid, device] of parts.devices) sys.hyp.run(parts.hostDriver.attachIdentity(sid, device.ats), step);
+  return 0;
 }

@@ -54,6 +54,23 @@ const U32_MAX = 0xffff_ffff;
 const BLOCK_PAGES = 512;
 const U64_RANGE = 2 ** 64;
 
+/**
+ * An ownership hypercall the hypervisor made on its own initiative (e.g. the SMMU driver sharing
+ * and pinning the host's command queue when the host enables it), with its result. Field names
+ * are those of the plain-data operations, so a checker can replay them on the model.
+ */
+export interface InternalCall {
+  readonly op: { readonly kind: string } & Readonly<Record<string, number | boolean | string>>;
+  readonly ret: number;
+}
+
+/** An emulated MMIO range: host data aborts on it are handed to `access` (§6.9). */
+export interface MmioEmulator {
+  readonly base: number;
+  readonly size: number;
+  access(offset: number, write: boolean, value: number): Generator<YieldPoint, number, void>;
+}
+
 /** A bug the kernel would BUG()/WARN() on at EL2: a hypervisor panic. */
 export class HypervisorPanic extends Error {}
 
@@ -73,6 +90,12 @@ export class Hypervisor {
   readonly hypS1 = new Map<number, HypMapping>();
   /** Pages zeroed by poisoning (reclaim of a guest-owned page), for checks. */
   poisonCount = 0;
+  /** Calls the hypervisor made itself, since the last drain (see `InternalCall`). */
+  readonly internalCalls: InternalCall[] = [];
+  /** MMIO the hypervisor emulates for the host (the SMMU frames). */
+  readonly mmioEmulators: MmioEmulator[] = [];
+  /** The value the last emulated host MMIO read returned. */
+  lastMmioRead = 0;
   /** Guest TLB maintenance is not observable by the host; counted only. */
   guestTlbi = 0;
   private readonly guestTlb: Stage2Tlb;
@@ -637,6 +660,32 @@ export class Hypervisor {
     this.warnOn(this.hostS2.clearMmioAnnotation(phys, PAGE_SIZE), 'hyp_donate_host_mmio');
     yield { at: 'host_s2_owner' };
     return 0;
+  }
+
+  /** Runs an ownership hypercall on the hypervisor's own behalf and records it. */
+  *internal(op: InternalCall['op'], call: Hypercall): Hypercall {
+    const ret = yield* call;
+    this.internalCalls.push({ op, ret });
+    return ret;
+  }
+
+  /**
+   * A host data access to MMIO the hypervisor owns: `kvm_iommu_host_dabt_handler` hands it to the
+   * emulation of the device behind it; anything else gets the injected abort.
+   */
+  *hostMmioAccess(addr: number, write: boolean, value: number): Hypercall {
+    if (addr >= 2 ** this.config.physShift || this.memoryMap.addrIsMemory(addr)) return HOST_ACCESS_ABORT;
+    const pfn = Math.floor(addr / PAGE_SIZE);
+    const owned = this.hypS1.get(pfn) === 'device' && this.hostS2.annotationAt(pfn * PAGE_SIZE)?.owner === PKVM_ID_HYP;
+    const emulator = this.mmioEmulators.find((e) => addr >= e.base && addr < e.base + e.size);
+    if (!owned) {
+      // The host still owns it: a plain access through its stage-2.
+      const r = yield* this.hostAccess(addr, write ? 'write' : 'read');
+      return r;
+    }
+    if (emulator === undefined || addr % 4 !== 0) return HOST_ACCESS_ABORT;
+    this.lastMmioRead = yield* emulator.access(addr - emulator.base, write, value >>> 0);
+    return HOST_ACCESS_EMULATED;
   }
 
   // --- §2.3 host memory accesses and the abort handler ---

@@ -125,9 +125,11 @@ export class HypSmmuDriver implements IdmapTlbOps {
 
   *init(firmwareCoherent = true): Generator<YieldPoint, number, void> {
     for (let off = 0; off < SMMU_FRAME_SIZE; off += PAGE) {
-      const r = yield* this.hyp.hostDonateHypMmio((this.base + off) / PAGE);
+      const pfn = (this.base + off) / PAGE;
+      const r = yield* this.hyp.internal({ kind: 'host_donate_hyp_mmio', pfn }, this.hyp.hostDonateHypMmio(pfn));
       if (r !== 0) return r;
     }
+    this.hyp.mmioEmulators.push({ base: this.base, size: SMMU_FRAME_SIZE, access: (offset, write, value) => this.hostRegisterAccess(offset, write, value) });
     const probe = probeSmmu({ idr0: this.reg(REG.IDR0), idr1: this.reg(REG.IDR1), idr3: this.reg(REG.IDR3), idr5: this.reg(REG.IDR5), iidr: this.reg(REG.IIDR) }, firmwareCoherent);
     if (!probe.ok) return probe.errno;
     const f = probe.features;
@@ -391,8 +393,11 @@ export class HypSmmuDriver implements IdmapTlbOps {
     const first = Math.floor(pa / PAGE);
     const last = Math.floor((pa + bytes - 1) / PAGE);
     for (let p = first; p <= last; p++) {
-      let r = yield* this.hyp.hostShareHyp(p);
-      if (r === 0) r = yield* this.hyp.hypPinSharedMem(p, 1);
+      let r = yield* this.hyp.internal({ kind: 'host_share_hyp', pfn: p }, this.hyp.hostShareHyp(p));
+      if (r === 0) {
+        r = yield* this.hyp.internal({ kind: 'hyp_pin_shared_mem', pfn: p, nrPages: 1 }, this.hyp.hypPinSharedMem(p, 1));
+        if (r !== 0) yield* this.hyp.internal({ kind: 'host_unshare_hyp', pfn: p }, this.hyp.hostUnshareHyp(p));
+      }
       if (r !== 0) {
         yield* this.unpinUnshare(pages);
         return r;
@@ -404,8 +409,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
 
   private *unpinUnshare(pages: number[]): Generator<YieldPoint, void, void> {
     for (const p of pages) {
-      yield* this.hyp.hypUnpinSharedMem(p, 1);
-      yield* this.hyp.hostUnshareHyp(p);
+      yield* this.hyp.internal({ kind: 'hyp_unpin_shared_mem', pfn: p, nrPages: 1 }, this.hyp.hypUnpinSharedMem(p, 1));
+      yield* this.hyp.internal({ kind: 'host_unshare_hyp', pfn: p }, this.hyp.hostUnshareHyp(p));
     }
     pages.length = 0;
   }
@@ -425,9 +430,9 @@ export class HypSmmuDriver implements IdmapTlbOps {
         this.host.pinnedCmdq = pinned;
       }
     } else if ((value & CR0_CMDQEN) === 0 && (old & CR0_CMDQEN) !== 0) {
-      // The hypervisor needs its queue for TLB maintenance: keep it on, only unpin the host's.
+      // Passed through: the real queue stops too, and with it the hypervisor's TLB maintenance,
+      // which is skipped while the emulated SMMU is disabled (bug class 11).
       yield* this.unpinUnshare(this.host.pinnedCmdq);
-      next |= CR0_CMDQEN;
     }
     if ((value & (CR0_EVTQEN | CR0_PRIQEN)) !== (old & (CR0_EVTQEN | CR0_PRIQEN)) && (old & (CR0_EVTQEN | CR0_PRIQEN)) !== 0) {
       this.warn('disabling the event or PRI queue is not supported');
