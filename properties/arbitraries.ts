@@ -6,6 +6,8 @@
  */
 import fc from 'fast-check';
 import { type Operation } from '../model/index.js';
+import { type HardwareOperation } from './dma.js';
+import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
 
 const PAGE = 4096;
@@ -138,16 +140,72 @@ export function chainArbitrary(machine: MachineConfig): fc.Arbitrary<Operation[]
 }
 
 /**
+ * Hardware and host-SMMU steps for machines with an SMMU: device DMA (plain and ATS), SMMU fills,
+ * evictions and command consumption, re-attachment, and a host that writes arbitrary registers,
+ * STE words and command words.
+ */
+export function hardwareArbitrary(machine: MachineConfig): fc.Arbitrary<HardwareOperation> {
+  const { hot, edges } = interestingPfns(machine);
+  const sids = machine.smmu?.devices.map((d) => d.sid) ?? [0];
+  const sid = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...sids) }, { weight: 1, arbitrary: fc.constantFrom(0, 63, 64) });
+  const addr = fc.tuple(fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...hot) }, { weight: 1, arbitrary: fc.constantFrom(...edges, 0x9000, 0x9001) }), fc.constantFrom(0, 64)).map(([p, o]) => p * PAGE + o);
+  const access = fc.constantFrom('read' as const, 'write' as const);
+  const u32 = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff_ffff }));
+  const words = fc.tuple(u32, u32, u32, u32);
+  const offsets = fc.constantFrom(0x00, 0x20, 0x28, 0x44, 0x80, 0x88, 0x90, 0x98, 0x9c, 0x60, 0x64, 0x1_00a8);
+  return fc.oneof(
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('dma' as const), sid, addr, access }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('ats_translate' as const), sid, addr }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('dma_translated' as const), sid, addr, access }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('smmu_speculative_fill' as const), smmu: fc.constant(0), sid, addr }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('smmu_evict' as const), smmu: fc.constant(0), cache: fc.constantFrom('tlb' as const, 'walk' as const, 'config' as const, 'all' as const), index: fc.nat(3) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('smmu_consume' as const), smmu: fc.constant(0) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_attach_identity' as const), smmu: fc.constant(0), sid }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_mmio_read' as const), smmu: fc.constant(0), offset: offsets }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_mmio_write' as const), smmu: fc.constant(0), offset: offsets, value: u32 }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_write_ste' as const), smmu: fc.constant(0), sid, words }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_write_cmd' as const), smmu: fc.constant(0), words }) },
+  );
+}
+
+/**
+ * DMA life-cycle chains: a device (plain or through its ATC) touches a page, the SMMU caches it,
+ * the host gives the page away, the device tries again, the page comes back.
+ */
+export function dmaChainArbitrary(machine: MachineConfig): fc.Arbitrary<Step[]> {
+  const { hot } = interestingPfns(machine);
+  const sids = machine.smmu?.devices.map((d) => d.sid) ?? [0];
+  return fc.tuple(fc.constantFrom(...hot), fc.constantFrom(...sids), fc.constantFrom('read' as const, 'write' as const)).map(([p, sid, a]): Step[] => [
+    { kind: 'dma', sid, addr: p * PAGE, access: a },
+    { kind: 'ats_translate', sid, addr: p * PAGE },
+    { kind: 'smmu_speculative_fill', smmu: 0, sid, addr: p * PAGE },
+    { kind: 'host_donate_hyp', pfn: p, nrPages: 1 },
+    { kind: 'dma', sid, addr: p * PAGE, access: a },
+    { kind: 'dma_translated', sid, addr: p * PAGE, access: a },
+    { kind: 'hyp_donate_host', pfn: p, nrPages: 1 },
+    { kind: 'dma', sid, addr: p * PAGE, access: a },
+  ]);
+}
+
+/**
  * Operation sequences. Most start by creating one non-protected (vm 0) and one protected (vm 1)
  * VM, so guest operations get past the VM lookup; some do not, to keep the "no such VM" paths
  * busy. The body mixes single operations with life-cycle chains.
  */
-export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.Arbitrary<Operation[]> {
+export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.Arbitrary<Step[]> {
   const prefix: Operation[] = [
     { kind: 'init_vm', vm: 0, protected: false },
     { kind: 'init_vm', vm: 1, protected: true },
   ];
-  const piece = fc.oneof({ weight: 3, arbitrary: operationArbitrary(machine).map((op) => [op]) }, { weight: 1, arbitrary: chainArbitrary(machine) });
+  const pieces: fc.WeightedArbitrary<Step[]>[] = [
+    { weight: 3, arbitrary: operationArbitrary(machine).map((op): Step[] => [op]) },
+    { weight: 1, arbitrary: chainArbitrary(machine) },
+  ];
+  if (machine.smmu !== undefined) {
+    pieces.push({ weight: 3, arbitrary: hardwareArbitrary(machine).map((op): Step[] => [op]) });
+    pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine) });
+  }
+  const piece = fc.oneof(...pieces);
   return fc
     .tuple(fc.nat(9), fc.array(piece, { minLength: 1, maxLength: Math.max(1, Math.floor(maxLength / 3)) }))
     .map(([vmChoice, pieces]) => {

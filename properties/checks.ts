@@ -17,7 +17,9 @@ export type CheckName =
   | 'error_changes_nothing'
   | 'host_cpu_isolation'
   | 'well_formed_tables'
-  | 'pool_accounting';
+  | 'pool_accounting'
+  | 'dma_isolation'
+  | 'dma_availability';
 
 export interface Violation {
   readonly check: CheckName;

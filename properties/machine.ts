@@ -3,7 +3,7 @@
  * are derived from the same plain JSON, so a corpus file names a machine once.
  */
 import { type ModelConfig, defaultConfig } from '../model/index.js';
-import { type SystemConfig } from '../impl/system.js';
+import { type SmmuConfig, type SystemConfig } from '../impl/system.js';
 
 export interface MachineConfig {
   readonly physShift: number;
@@ -11,6 +11,8 @@ export interface MachineConfig {
   readonly poolPages: number;
   readonly maxVms: number;
   readonly vmStructPages: number;
+  /** An SMMUv3 with devices (DMA isolation runs); absent for ownership-only runs. */
+  readonly smmu?: SmmuConfig;
 }
 
 /** The model's default machine: 2 GiB + 16 MiB NOMAP + 1 GiB of RAM, 40-bit PA, 4K granule. */
@@ -39,5 +41,31 @@ export function toModelConfig(m: MachineConfig): ModelConfig {
 }
 
 export function toSystemConfig(m: MachineConfig): SystemConfig {
-  return { physShift: m.physShift, memory: m.memory.map((r) => ({ base: r.base, size: r.size, nomap: r.nomap === true })), poolPages: m.poolPages, maxVms: m.maxVms, vmStructPages: m.vmStructPages };
+  return { physShift: m.physShift, memory: m.memory.map((r) => ({ base: r.base, size: r.size, nomap: r.nomap === true })), poolPages: m.poolPages, maxVms: m.maxVms, vmStructPages: m.vmStructPages, ...(m.smmu === undefined ? {} : { smmu: m.smmu }) };
+}
+
+/**
+ * The small machine with an SMMU at 0x0c00_0000 (an MMIO gap) and two devices: sid 1 plain,
+ * sid 2 ATS-capable. The host driver keeps its queue and stream table in the last two pages of
+ * the first RAM region.
+ */
+export function smallMachineWithSmmu(options: { ats?: boolean; hideAts?: boolean; hookPlacement?: 'set-owner-only' | 'every-owner-change' } = {}): MachineConfig {
+  const m = smallMachine();
+  const first = m.memory[0] as { base: number; size: number };
+  const end = first.base + first.size;
+  return {
+    ...m,
+    smmu: {
+      // Away from the MMIO pages the generators donate (0x9000, 0x9001).
+      base: 0xc00_0000,
+      features: { ats: options.ats ?? true },
+      devices: [
+        { sid: 1, ats: false },
+        { sid: 2, ats: options.ats ?? true },
+      ],
+      hostPages: [end - 0x2000, end - 0x1000],
+      driver: { hideAts: options.hideAts ?? false },
+      hookPlacement: options.hookPlacement ?? 'every-owner-change',
+    },
+  };
 }

@@ -4,16 +4,21 @@
  * "an error changes nothing", host CPU isolation, well-formed tables, pool accounting).
  */
 import { type ModelState, type Operation, apply, errnoName, initialState } from '../model/index.js';
-import { createSystem, type System } from '../impl/system.js';
+import { bootIommu, createSystem, type System } from '../impl/system.js';
 import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
+import { decodeOperation } from './codecs.js';
+import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
 import { type MachineConfig, toModelConfig, toSystemConfig } from './machine.js';
 
+/** One step of a run: an ownership operation (the model's) or a hardware / host-SMMU action. */
+export type Step = Operation | HardwareOperation;
+
 export interface StepRecord {
   readonly index: number;
-  readonly op: Operation;
+  readonly op: Step;
   readonly modelRet: number;
   readonly systemRet: number | 'panic';
   readonly violations: readonly Violation[];
@@ -43,21 +48,81 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'host_cpu_isolation',
   'well_formed_tables',
   'pool_accounting',
+  'dma_isolation',
+  'dma_availability',
 ]);
 
-export function bootPair(machine: MachineConfig, inject?: (sys: System) => void): { model: ModelState; system: System } {
-  const system = createSystem(toSystemConfig(machine));
-  inject?.(system);
-  return { model: initialState(toModelConfig(machine)), system };
+/**
+ * Replays on the model the ownership hypercalls the hypervisor made on its own (the SMMU driver
+ * donating its MMIO frame, sharing and pinning the host's queue and stream table), comparing
+ * their return values.
+ */
+function applyInternalCalls(system: System, model: ModelState, violations: Violation[]): ModelState {
+  for (const call of system.hyp.internalCalls.splice(0)) {
+    const decoded = decodeOperation(call.op);
+    if (!decoded.ok) {
+      violations.push({ check: 'refinement_ret', message: `internal call ${JSON.stringify(call.op)} is not an operation: ${decoded.errors.join('; ')}` });
+      continue;
+    }
+    const r = apply(model, decoded.value);
+    if (r.ret !== call.ret) violations.push({ check: 'refinement_ret', message: `internal ${call.op.kind} returned ${errnoName(call.ret)}, model expects ${errnoName(r.ret)}` });
+    model = r.state;
+  }
+  return model;
 }
 
-export function runOperations(machine: MachineConfig, ops: readonly Operation[], options: RunOptions = {}): RunResult {
+export function bootPair(machine: MachineConfig, inject?: (sys: System) => void): { model: ModelState; system: System; bootViolations: Violation[] } {
+  const system = createSystem(toSystemConfig(machine));
+  inject?.(system);
+  let model = initialState(toModelConfig(machine));
+  const bootViolations: Violation[] = [];
+  if (system.iommu !== undefined) {
+    const r = bootIommu(system);
+    if (r !== 0) bootViolations.push({ check: 'refinement_ret', message: `IOMMU boot failed with ${errnoName(r)}` });
+    model = applyInternalCalls(system, model, bootViolations);
+  }
+  return { model, system, bootViolations };
+}
+
+/** Streams attached for identity DMA at boot. */
+function initialIdentity(system: System): IdentityStreams {
+  return new Set(system.iommu === undefined ? [] : [...system.iommu.devices.keys()]);
+}
+
+export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
   const checks = options.checks ?? ALL_CHECKS;
-  let { model, system } = bootPair(machine, options.inject);
+  const booted = bootPair(machine, options.inject);
+  let { model } = booted;
+  const { system } = booted;
+  const identity = initialIdentity(system);
   const steps: StepRecord[] = [];
   let failure: StepRecord | undefined;
+  if (booted.bootViolations.length > 0) {
+    failure = { index: -1, op: { kind: 'smmu_consume', smmu: 0 }, modelRet: 0, systemRet: 'panic', violations: booted.bootViolations };
+    return { steps, failure, model, system };
+  }
+  const hotPfns = machine.memory.flatMap((r) => [r.base / 4096, r.base / 4096 + 1, (r.base + r.size) / 4096 - 1]);
   for (let index = 0; index < ops.length; index++) {
-    const op = ops[index] as Operation;
+    const step = ops[index] as Step;
+    if (isHardwareOperation(step)) {
+      const violations: Violation[] = [];
+      const outcome = executeHardware(system, step, identity);
+      model = applyInternalCalls(system, model, violations);
+      if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
+      if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
+      if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
+      if (checks.has('refinement_state')) {
+        for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
+      }
+      const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations };
+      steps.push(record);
+      if (violations.length > 0 && failure === undefined) {
+        failure = record;
+        if (options.continueAfterViolation !== true) break;
+      }
+      continue;
+    }
+    const op = step;
     const expected = apply(model, op);
     // The fingerprint costs a walk of every table: take it only when the model expects an error
     // (if the system then succeeds instead, the return-value check reports it).
@@ -73,6 +138,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Operation[],
       violations.push({ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` });
     }
     model = expected.state;
+    model = applyInternalCalls(system, model, violations);
     if (checks.has('refinement_ret') && systemRet !== expected.ret) {
       violations.push({ check: 'refinement_ret', message: `returned ${typeof systemRet === 'number' ? errnoName(systemRet) : systemRet}, model expects ${errnoName(expected.ret)}` });
     }
@@ -87,6 +153,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Operation[],
       if (checks.has('host_cpu_isolation')) violations.push(...checkHostCpuIsolation(system, model));
       if (checks.has('well_formed_tables')) violations.push(...checkWellFormed(system, view));
       if (checks.has('pool_accounting')) violations.push(...checkPools(system, machine.poolPages, view));
+      if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
+      if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
     }
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);

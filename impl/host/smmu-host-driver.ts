@@ -76,6 +76,15 @@ export class HostSmmuDriver {
     return yield* this.write(REG.CMDQ_PROD, this.prod);
   }
 
+  /** A malicious or buggy host: four raw 32-bit words as one command, then a CMD_SYNC. */
+  *issueRaw(words: readonly [number, number, number, number]): Hypercall {
+    const at = this.layout.cmdqBase + (this.prod % 2 ** CMDQ_LOG2) * CMD_BYTES;
+    this.memory.store64(at, words[0] >>> 0, words[1] >>> 0);
+    this.memory.store64(at + 8, words[2] >>> 0, words[3] >>> 0);
+    this.prod = queueIncrement(this.prod, CMDQ_LOG2);
+    return yield* this.issue([]);
+  }
+
   /** Attaches a device for identity DMA: a bypass STE, then CFGI_STE + CMD_SYNC. */
   *attachIdentity(sid: number, ats: boolean): Hypercall {
     const words = encodeSte(steFields({ v: true, config: STE_CONFIG.BYPASS, shcfg: SHCFG_INCOMING, eats: ats ? EATS_TRANS : 0 }));

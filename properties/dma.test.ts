@@ -1,0 +1,172 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { operationsArbitrary } from './arbitraries.js';
+import { type CheckName } from './checks.js';
+import { type MachineConfig, smallMachineWithSmmu } from './machine.js';
+import { minimizeOperations } from './minimize.js';
+import { type Step, describeFailure, runOperations } from './runner.js';
+
+const SEED = 20261122;
+const P = 0x40000; // first page of the small machine's RAM
+const PAGE = 4096;
+
+function explore(machine: MachineConfig, numRuns: number) {
+  return fc.check(
+    fc.property(operationsArbitrary(machine, 40), (ops) => runOperations(machine, ops).failure === undefined),
+    { seed: SEED, numRuns },
+  );
+}
+
+describe('DMA isolation with the SER-T&E driver (shadow idmap, trap-and-emulate)', () => {
+  it('boots: the SMMU frame is donated, the host queue and stream table are shared and pinned', () => {
+    const result = runOperations(smallMachineWithSmmu({ ats: false }), []);
+    expect(describeFailure(result)).toBe('no violation');
+    const frame = 0xc00_0000 / PAGE;
+    expect(result.model.host.get(frame)).toBe('NOPAGE');
+    expect(result.model.hyp.get(frame + 31)).toBe('OWNED');
+    const hostQueue = (0x4080_0000 - 0x2000) / PAGE;
+    expect(result.model.host.get(hostQueue)).toBe('SHARED_OWNED');
+    expect(result.model.pins.get(hostQueue)).toBe(1);
+  });
+
+  it('a device reaches host pages, loses a donated page, gets it back', () => {
+    const steps: Step[] = [
+      { kind: 'dma', sid: 1, addr: (P + 3) * PAGE, access: 'write' },
+      { kind: 'smmu_speculative_fill', smmu: 0, sid: 1, addr: (P + 3) * PAGE },
+      { kind: 'host_donate_hyp', pfn: P + 3, nrPages: 1 },
+      { kind: 'dma', sid: 1, addr: (P + 3) * PAGE, access: 'read' },
+      { kind: 'hyp_donate_host', pfn: P + 3, nrPages: 1 },
+      { kind: 'dma', sid: 1, addr: (P + 3) * PAGE, access: 'read' },
+    ];
+    const result = runOperations(smallMachineWithSmmu({ ats: false }), steps);
+    expect(describeFailure(result)).toBe('no violation');
+    // DMA steps: reached, faulted after the donation, reached again.
+    expect(result.steps.filter((s) => s.op.kind === 'dma').map((s) => s.systemRet)).toEqual([0, 1, 0]);
+  });
+
+  it('without ATS (or with ATS hidden from the host) random runs keep every device within the host’s pages', () => {
+    for (const machine of [smallMachineWithSmmu({ ats: false }), smallMachineWithSmmu({ ats: true, hideAts: true })]) {
+      const kinds = new Set<string>();
+      // MMIO donation after the snapshot is a finding of its own (below); left out here.
+      const arb = operationsArbitrary(machine, 40).map((ops) => ops.filter((o) => o.kind !== 'host_donate_hyp_mmio'));
+      fc.assert(
+        fc.property(arb, (ops) => {
+          const r = runOperations(machine, ops);
+          for (const s of r.steps) kinds.add(s.op.kind);
+          if (r.failure !== undefined) throw new Error(describeFailure(r));
+        }),
+        { seed: SEED, numRuns: 60 },
+      );
+      for (const k of ['dma', 'ats_translate', 'dma_translated', 'smmu_speculative_fill', 'smmu_consume', 'host_mmio_write', 'host_write_ste', 'host_write_cmd']) expect(kinds.has(k), k).toBe(true);
+    }
+  });
+});
+
+describe('expected finding: the series as read leaves ATS neither hidden nor invalidated', () => {
+  it('finds, shrinks and explains a stale ATC entry reaching a donated page', () => {
+    const machine = smallMachineWithSmmu({ ats: true });
+    const out = explore(machine, 200);
+    expect(out.failed).toBe(true);
+    const stillFails = (ops: readonly Step[]) => runOperations(machine, ops).failure !== undefined;
+    const shrunk = minimizeOperations(out.counterexample?.[0] as Step[], stillFails);
+    const result = runOperations(machine, shrunk);
+    const text = describeFailure(result);
+    // The ATS-capable device caches a translation, the host donates the page, the ATC keeps it.
+    expect(shrunk.map((s) => s.kind)).toEqual(['ats_translate', 'host_donate_hyp']);
+    expect(text).toMatch(/\[dma_isolation\] device sid 2 ATC entry \(0x40000000 → 0x40000000\) still reaches pfn 0x40000, which the host may not access/);
+  });
+
+  it('hiding ATS from the host removes it', () => {
+    const steps: Step[] = [
+      { kind: 'ats_translate', sid: 2, addr: P * PAGE },
+      { kind: 'host_donate_hyp', pfn: P, nrPages: 1 },
+      { kind: 'dma_translated', sid: 2, addr: P * PAGE, access: 'read' },
+    ];
+    expect(runOperations(smallMachineWithSmmu({ ats: true }), steps).failure?.violations[0]?.check).toBe('dma_isolation');
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: true, hideAts: true }), steps))).toBe('no violation');
+  });
+
+  it('the v4 hook placement on UP-2026 code leaves a guest-donated page DMA-mapped', () => {
+    const steps: Step[] = [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: P + 5, gfn: 3, vm: 1 },
+    ];
+    const machine = smallMachineWithSmmu({ ats: false, hookPlacement: 'set-owner-only' });
+    expect(describeFailure(runOperations(machine, steps))).toMatch(/the shadow idmap maps pfn 0x40005/);
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false }), steps))).toBe('no violation');
+  });
+});
+
+describe('expected finding: MMIO is mapped with blocks, "as it is never donated at the moment"', () => {
+  it('MMIO donated to the hypervisor after the snapshot stays reachable by DMA', () => {
+    const steps: Step[] = [{ kind: 'host_donate_hyp_mmio', pfn: 0x9000 }];
+    const result = runOperations(smallMachineWithSmmu({ ats: false }), steps);
+    // The 1G idmap block over the MMIO gap cannot be partially unmapped (no split on unmap).
+    expect(describeFailure(result)).toMatch(/the shadow idmap maps pfn 0x9000, which the host may not access/);
+  });
+});
+
+describe('every DMA check fails on an injected bug', () => {
+  const machine = smallMachineWithSmmu({ ats: false });
+  const only = (c: CheckName) => new Set<CheckName>([c]);
+  const steps: Step[] = [
+    { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+    { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
+    { kind: 'hyp_donate_host', pfn: P + 2, nrPages: 1 },
+    { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+  ];
+
+  // The idmap hook is installed at boot; these bugs replace it on the first trapped host access.
+  it('donation without IOMMU unmap is caught by dma_isolation', () => {
+    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], {
+      checks: only('dma_isolation'),
+      inject: (sys) => {
+        const hyp = sys.hyp;
+        const original = hyp.hostMmioAccess.bind(hyp);
+        hyp.hostMmioAccess = function* (addr, write, value) {
+          const hook = sys.hostS2.idmapHook;
+          sys.hostS2.idmapHook = (s, e, prot) => (prot === 0 ? undefined : hook?.(s, e, prot));
+          return yield* original(addr, write, value);
+        };
+      },
+    });
+    expect(late.failure?.violations.map((v) => v.check)).toContain('dma_isolation');
+    expect(describeFailure(late)).toMatch(/shadow idmap maps pfn 0x40002/);
+  });
+
+  it('returning a page without IOMMU map is caught by dma_availability', () => {
+    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], {
+      checks: only('dma_availability'),
+      inject: (sys) => {
+        const hyp = sys.hyp;
+        const original = hyp.hostMmioAccess.bind(hyp);
+        hyp.hostMmioAccess = function* (addr, write, value) {
+          const hook = sys.hostS2.idmapHook;
+          sys.hostS2.idmapHook = (s, e, prot) => (prot !== 0 ? undefined : hook?.(s, e, prot));
+          return yield* original(addr, write, value);
+        };
+      },
+    });
+    expect(late.failure?.violations.map((v) => v.check)).toContain('dma_availability');
+  });
+
+  it('an SMMU frame page left to the host is caught by the protection part of dma_isolation', () => {
+    const result = runOperations(machine, [{ kind: 'dma', sid: 1, addr: P * PAGE, access: 'read' }], {
+      checks: only('dma_isolation'),
+      inject: (sys) => {
+        const hyp = sys.hyp;
+        const original = hyp.internal.bind(hyp);
+        let skipped = false;
+        // The driver forgets to donate the first page of its register frame.
+        hyp.internal = function* (op, call) {
+          if (!skipped && op.kind === 'host_donate_hyp_mmio') {
+            skipped = true;
+            return 0;
+          }
+          return yield* original(op, call);
+        };
+      },
+    });
+    expect(describeFailure(result)).toMatch(/SMMU register page 0xc000 is not the hypervisor's/);
+  });
+});

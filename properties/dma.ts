@@ -1,0 +1,210 @@
+/**
+ * DMA isolation (ARCHITECTURE §7.2–§7.4): hardware steps as plain data (device DMA, ATS, SMMU
+ * speculative fills, evictions, command consumption) and host actions on the emulated SMMU
+ * (register accesses, STE and command words), their execution, and the checks:
+ *  - dma_isolation: every DMA that completes reaches a page the model lets the host reach, and
+ *    after every step the effective reach of every stream — the shadow idmap, every cached SMMU
+ *    TLB entry, every device ATC entry — stays within the model's allowed set;
+ *  - dma_availability: a stream the host attached for identity DMA reaches every page the host
+ *    owns, without a fault;
+ *  - smmu_protection: the SMMU's own structures and the hypervisor's memory are unreachable by DMA.
+ */
+import { match } from 'ts-pattern';
+import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
+import { STE_BYTES } from '../impl/arch/smmu/ste.js';
+import { type DmaOutcome } from '../impl/hw/device.js';
+import { type System } from '../impl/system.js';
+import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
+import { type Violation } from './checks.js';
+
+export type HardwareOperation =
+  | { readonly kind: 'dma'; readonly sid: number; readonly addr: number; readonly access: 'read' | 'write' }
+  | { readonly kind: 'ats_translate'; readonly sid: number; readonly addr: number }
+  | { readonly kind: 'dma_translated'; readonly sid: number; readonly addr: number; readonly access: 'read' | 'write' }
+  | { readonly kind: 'smmu_speculative_fill'; readonly smmu: number; readonly sid: number; readonly addr: number }
+  | { readonly kind: 'smmu_evict'; readonly smmu: number; readonly cache: 'tlb' | 'walk' | 'config' | 'all'; readonly index: number }
+  | { readonly kind: 'smmu_consume'; readonly smmu: number }
+  | { readonly kind: 'host_attach_identity'; readonly smmu: number; readonly sid: number }
+  | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number }
+  | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number }
+  | { readonly kind: 'host_write_ste'; readonly smmu: number; readonly sid: number; readonly words: readonly [number, number, number, number] }
+  | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number] };
+
+export const HARDWARE_KINDS: ReadonlySet<string> = new Set<HardwareOperation['kind']>([
+  'dma',
+  'ats_translate',
+  'dma_translated',
+  'smmu_speculative_fill',
+  'smmu_evict',
+  'smmu_consume',
+  'host_attach_identity',
+  'host_mmio_write',
+  'host_mmio_read',
+  'host_write_ste',
+  'host_write_cmd',
+]);
+
+export function isHardwareOperation(op: { readonly kind: string }): op is HardwareOperation {
+  return HARDWARE_KINDS.has(op.kind);
+}
+
+/** What a hardware step did, for traces and the checks. */
+export interface HardwareOutcome {
+  /** 0 when the step completed (a DMA that reached memory, a fill that cached something). */
+  readonly ret: number;
+  /** For completed DMA: the physical page reached. */
+  readonly reachedPfn?: number;
+  readonly detail: string;
+}
+
+const PAGE = 4096;
+
+/**
+ * A DMA that was translated reached its physical page, whether memory answered or the memory
+ * system aborted it (an MMIO gap with no device behind it): both count as reaching the page.
+ */
+function dmaResult(out: DmaOutcome): HardwareOutcome {
+  if (out.kind === 'completed') return { ret: 0, reachedPfn: Math.floor(out.pa / PAGE), detail: `completed at 0x${out.pa.toString(16)} via ${out.via}` };
+  if (out.kind === 'external_abort') return { ret: 0, reachedPfn: Math.floor(out.pa / PAGE), detail: `reached 0x${out.pa.toString(16)}, external abort` };
+  return { ret: 1, detail: `fault: ${out.reason}` };
+}
+
+/** Streams the host attached for identity DMA and has not re-programmed since. */
+export type IdentityStreams = Set<number>;
+
+export function executeHardware(sys: System, op: HardwareOperation, identity: IdentityStreams): HardwareOutcome {
+  const parts = sys.iommu;
+  if (parts === undefined) return { ret: -19, detail: 'no SMMU in this machine' };
+  const device = (sid: number) => parts.devices.get(sid);
+  const step = (p: Parameters<System['stepHardware']>[0]) => sys.stepHardware(p);
+  return match(op)
+    .with({ kind: 'dma' }, (o) => {
+      const d = device(o.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
+      return dmaResult(d.dma(o.addr, o.access, 0x5a5a_5a5a));
+    })
+    .with({ kind: 'ats_translate' }, (o) => {
+      const d = device(o.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
+      const r = d.atsTranslate(o.addr);
+      return { ret: r.kind === 'success' ? 0 : 1, detail: `ATS ${r.kind}` };
+    })
+    .with({ kind: 'dma_translated' }, (o) => {
+      const d = device(o.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
+      return dmaResult(d.dmaTranslated(o.addr, o.access, 0x5a5a_5a5a));
+    })
+    .with({ kind: 'smmu_speculative_fill' }, (o) => {
+      const r = parts.smmu.speculativeFill(o.sid, o.addr);
+      return { ret: r.filled ? 0 : 1, detail: r.filled ? 'filled' : 'nothing to fill' };
+    })
+    .with({ kind: 'smmu_evict' }, (o) => {
+      const n = o.cache === 'all' ? parts.smmu.evict({ cache: 'all' }) : parts.smmu.evict({ cache: o.cache, select: o.index });
+      return { ret: 0, detail: `${n} evicted` };
+    })
+    .with({ kind: 'smmu_consume' }, () => {
+      const r = parts.smmu.consumeOneCommand();
+      return { ret: 0, detail: r.kind };
+    })
+    .with({ kind: 'host_attach_identity' }, (o) => {
+      const d = device(o.sid);
+      sys.hyp.run(parts.hostDriver.attachIdentity(o.sid, d?.ats ?? false), step);
+      if (d !== undefined) identity.add(o.sid);
+      return { ret: 0, detail: 'attached' };
+    })
+    .with({ kind: 'host_mmio_write' }, (o) => {
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value), step);
+      // Re-programming the SMMU may change any stream's configuration.
+      identity.clear();
+      return { ret: r, detail: `write 0x${o.value.toString(16)} to 0x${o.offset.toString(16)}` };
+    })
+    .with({ kind: 'host_mmio_read' }, (o) => {
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0), step);
+      return { ret: r, detail: `read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
+    })
+    .with({ kind: 'host_write_ste' }, (o) => {
+      // Arbitrary words in the first four doublewords of the host's STE, then CFGI_STE + SYNC.
+      const layout = parts.hostDriver.layout;
+      const at = layout.strtabBase + (o.sid % 2 ** layout.strtabLog2) * STE_BYTES;
+      for (let i = 0; i < 2; i++) sys.memory.store64(at + i * 8, o.words[2 * i] as number, o.words[2 * i + 1] as number);
+      identity.delete(o.sid % 2 ** layout.strtabLog2);
+      sys.hyp.run(parts.hostDriver.issue([{ kind: 'CFGI_STE', ssec: false, sid: o.sid % 2 ** layout.strtabLog2, leaf: true }]), step);
+      return { ret: 0, detail: 'STE written' };
+    })
+    .with({ kind: 'host_write_cmd' }, (o) => {
+      sys.hyp.run(parts.hostDriver.issueRaw([o.words[0], o.words[1], o.words[2], o.words[3]]), step);
+      return { ret: 0, detail: `command words written (${CMD_BYTES} bytes)` };
+    })
+    .exhaustive();
+}
+
+/** Pages the SMMU must never reach: the hypervisor's structures (queues, tables, pools). */
+function protectedPages(sys: System): number[] {
+  const parts = sys.iommu;
+  if (parts === undefined) return [];
+  const out = [parts.driver.cmdq?.base ?? 0, parts.driver.strtab.base, parts.idmap?.pgtable.pgd ?? 0];
+  for (const [pa] of parts.pool.liveBlocks()) out.push(pa);
+  return out.filter((pa) => pa !== 0).map((pa) => Math.floor(pa / PAGE));
+}
+
+/**
+ * The effective reach check: the shadow idmap, every cached SMMU TLB entry and every ATC entry
+ * must stay within what the model lets the host (and so its devices) reach.
+ */
+export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
+  const parts = sys.iommu;
+  if (parts === undefined) return [];
+  const out: Violation[] = [];
+  const forbidden: number[] = [];
+  for (const [pfn, st] of model.host) if (st === 'NOPAGE') forbidden.push(pfn);
+  // Protection: every page of the SMMU register frame belongs to the hypervisor, so no host
+  // access reaches the real SMMU except through the emulation.
+  for (let off = 0; off < 0x2_0000; off += PAGE) {
+    const pfn = (parts.hostDriver.smmuBase + off) / PAGE;
+    if (model.host.get(pfn) !== 'NOPAGE') out.push({ check: 'dma_isolation', message: `SMMU register page 0x${pfn.toString(16)} is not the hypervisor's: host accesses reach the SMMU directly` });
+  }
+  const tlb = parts.smmu.cachedTranslations();
+  const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
+  for (const pfn of [...forbidden, ...protectedPages(sys)]) {
+    const pa = pfn * PAGE;
+    const what = forbidden.includes(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`;
+    if (parts.idmap?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the shadow idmap maps ${what}` });
+    for (const e of tlb) {
+      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what}` });
+    }
+    for (const { sid, entries } of atcs) {
+      for (const e of entries) {
+        if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `device sid ${sid} ATC entry (0x${e.base.toString(16)} → 0x${e.pa.toString(16)}) still reaches ${what}` });
+      }
+    }
+  }
+  return out;
+}
+
+/** A completed DMA must land on a page the model allows. */
+export function checkDmaOutcome(model: ModelState, outcome: HardwareOutcome, access: 'read' | 'write'): Violation[] {
+  if (outcome.reachedPfn === undefined) return [];
+  if (dmaMayAccess(model, outcome.reachedPfn, access)) return [];
+  return [{ check: 'dma_isolation', message: `DMA ${access} ${outcome.detail}: pfn 0x${outcome.reachedPfn.toString(16)} is not accessible to the host` }];
+}
+
+/**
+ * Availability: a stream attached for identity DMA reaches every page the host owns. Checked on
+ * the pages given (the generator's hot pages and every page the model has touched) through the
+ * idmap, and on every DMA the run issues.
+ */
+export function checkDmaAvailability(sys: System, model: ModelState, pfns: readonly number[], identity: IdentityStreams, lastDma?: { sid: number; addr: number; outcome: HardwareOutcome }): Violation[] {
+  const parts = sys.iommu;
+  if (parts === undefined || parts.idmap === undefined) return [];
+  const out: Violation[] = [];
+  const pages = new Set([...pfns, ...model.host.keys()]);
+  for (const pfn of pages) {
+    if (!dmaMustReach(model, pfn)) continue;
+    const t = parts.idmap.translate(pfn * PAGE);
+    if (t === undefined || !t.read || !t.write) out.push({ check: 'dma_availability', message: `the shadow idmap does not map pfn 0x${pfn.toString(16)} read/write although the host owns it` });
+  }
+  if (lastDma !== undefined && lastDma.outcome.ret !== 0 && identity.has(lastDma.sid) && dmaMustReach(model, Math.floor(lastDma.addr / PAGE))) {
+    out.push({ check: 'dma_availability', message: `DMA from identity-attached sid ${lastDma.sid} to host-owned 0x${lastDma.addr.toString(16)} faulted (${lastDma.outcome.detail})` });
+  }
+  return out;
+}
