@@ -19,6 +19,7 @@ export type CheckName =
   | 'well_formed_tables'
   | 'pool_accounting'
   | 'dma_isolation'
+  | 'dma_during_hypercall'
   | 'dma_availability';
 
 export interface Violation {

@@ -170,3 +170,37 @@ describe('every DMA check fails on an injected bug', () => {
     expect(describeFailure(result)).toMatch(/SMMU register page 0xc000 is not the hypervisor's/);
   });
 });
+
+describe('interleaving: hardware acts at the hypercalls\u2019 yield points', () => {
+  const machine = smallMachineWithSmmu({ ats: false });
+  it('DMA during a donation may reach the page before or after it, never something else', () => {
+    const steps: Step[] = [{ kind: 'host_donate_hyp', pfn: P + 7, nrPages: 1 }, { kind: 'host_share_hyp', pfn: P + 8 }];
+    const schedule = Array.from({ length: 12 }, (_, i) => ({ kind: 'dma' as const, sid: 1, addr: (P + 7 + (i % 2)) * PAGE, access: 'write' as const }));
+    const result = runOperations(machine, steps, { schedule });
+    expect(describeFailure(result)).toBe('no violation');
+  });
+
+  it('catches a DMA, in the middle of a later hypercall, to a page the idmap forgot to unmap', () => {
+    const steps: Step[] = [
+      { kind: 'host_mmio_read', smmu: 0, offset: 0 },
+      { kind: 'host_donate_hyp', pfn: P + 7, nrPages: 1 },
+      { kind: 'host_share_hyp', pfn: P + 8 },
+    ];
+    const schedule = Array.from({ length: 40 }, () => ({ kind: 'dma' as const, sid: 1, addr: (P + 7) * PAGE, access: 'read' as const }));
+    const result = runOperations(machine, steps, {
+      schedule,
+      checks: new Set<CheckName>(['dma_during_hypercall']),
+      inject: (sys) => {
+        const hyp = sys.hyp;
+        const original = hyp.hostMmioAccess.bind(hyp);
+        hyp.hostMmioAccess = function* (addr, write, value) {
+          const hook = sys.hostS2.idmapHook;
+          sys.hostS2.idmapHook = (s, e, prot) => (prot === 0 ? undefined : hook?.(s, e, prot));
+          return yield* original(addr, write, value);
+        };
+      },
+    });
+    expect(result.failure?.op.kind).toBe('host_share_hyp');
+    expect(describeFailure(result)).toMatch(/during the hypercall .* pfn 0x40007 is allowed neither before nor after/);
+  });
+});

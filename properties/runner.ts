@@ -3,7 +3,7 @@
  * together, and after every operation runs the checks (refinement of return value and state,
  * "an error changes nothing", host CPU isolation, well-formed tables, pool accounting).
  */
-import { type ModelState, type Operation, apply, errnoName, initialState } from '../model/index.js';
+import { type ModelState, type Operation, apply, dmaMayAccess, errnoName, initialState } from '../model/index.js';
 import { bootIommu, createSystem, type System } from '../impl/system.js';
 import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
@@ -39,7 +39,16 @@ export interface RunOptions {
   readonly checks?: ReadonlySet<CheckName>;
   /** Keep going after a violation (for traces); default stops at the first. */
   readonly continueAfterViolation?: boolean;
+  /**
+   * Hardware actions interleaved with hypercalls (ARCHITECTURE §4): at each yield point of a
+   * hypercall the next scheduled action runs (then the SMMU consumes what is queued). A DMA that
+   * completes during a hypercall may reach what the model allows before or after it.
+   */
+  readonly schedule?: readonly ScheduledHardware[];
 }
+
+/** Hardware actions that can run in the middle of a hypercall (no host or hypervisor code). */
+export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
 
 export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'refinement_ret',
@@ -49,6 +58,7 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'well_formed_tables',
   'pool_accounting',
   'dma_isolation',
+  'dma_during_hypercall',
   'dma_availability',
 ]);
 
@@ -97,6 +107,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   const identity = initialIdentity(system);
   const steps: StepRecord[] = [];
   let failure: StepRecord | undefined;
+  let scheduleCursor = 0;
   if (booted.bootViolations.length > 0) {
     failure = { index: -1, op: { kind: 'smmu_consume', smmu: 0 }, modelRet: 0, systemRet: 'panic', violations: booted.bootViolations };
     return { steps, failure, model, system };
@@ -124,6 +135,25 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     const op = step;
     const expected = apply(model, op);
+    const interleaved: Violation[] = [];
+    const defaultStep = system.stepHardware;
+    if (options.schedule !== undefined && system.iommu !== undefined) {
+      const pre = model;
+      system.stepHardware = (point) => {
+        const hw = options.schedule?.[scheduleCursor];
+        if (hw !== undefined) {
+          scheduleCursor++;
+          const outcome = executeHardware(system, hw, identity);
+          if ((hw.kind === 'dma' || hw.kind === 'dma_translated') && outcome.reachedPfn !== undefined) {
+            const pfn = outcome.reachedPfn;
+            if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(expected.state, pfn, hw.access)) {
+              interleaved.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${point.at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
+            }
+          }
+        }
+        defaultStep(point);
+      };
+    }
     // The fingerprint costs a walk of every table: take it only when the model expects an error
     // (if the system then succeeds instead, the return-value check reports it).
     const wantsFingerprint = checks.has('error_changes_nothing') && expected.ret < 0 && op.kind !== 'host_access';
@@ -131,12 +161,14 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const violations: Violation[] = [];
     let systemRet: number | 'panic';
     try {
-      systemRet = executeOnSystem(system, op);
+      systemRet = executeOnSystem(system, op, (point) => system.stepHardware(point));
     } catch (e) {
       if (!(e instanceof HypervisorPanic)) throw e;
       systemRet = 'panic';
       violations.push({ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` });
     }
+    system.stepHardware = defaultStep;
+    if (checks.has('dma_during_hypercall')) violations.push(...interleaved);
     model = expected.state;
     model = applyInternalCalls(system, model, violations);
     if (checks.has('refinement_ret') && systemRet !== expected.ret) {
