@@ -6,17 +6,27 @@
 import fc from 'fast-check';
 import { operationsArbitrary } from '../properties/arbitraries.js';
 import { type MachineConfig } from '../properties/machine.js';
-import { runOperations } from '../properties/runner.js';
+import { describeFailure, runOperations } from '../properties/runner.js';
 
-export function benchCheckedOps(machine: MachineConfig, sequences = 300): number {
-  const samples = fc.sample(operationsArbitrary(machine, 40), { seed: 7, numRuns: sequences });
+/**
+ * With an SMMU machine, the DMA checks run too, and `interleave` adds a schedule of DMAs and
+ * SMMU fills executed at the hypercalls' yield points. The MMIO-donation finding is left out of
+ * the generated sequences so every benchmark run is clean.
+ */
+export function benchCheckedOps(machine: MachineConfig, sequences = 300, interleave = false): number {
+  // Known findings (MMIO donated after the snapshot, a host that disables the SMMU) are left out.
+  const samples = fc.sample(operationsArbitrary(machine, 40), { seed: 7, numRuns: sequences }).map((ops) => ops.filter((o) => o.kind !== 'host_donate_hyp_mmio' && !(o.kind === 'host_mmio_write' && o.offset === 0x20)));
+  const schedule = interleave
+    ? Array.from({ length: 256 }, (_, i) => (i % 3 === 0 ? { kind: 'smmu_speculative_fill' as const, smmu: 0, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096 } : { kind: 'dma' as const, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096, access: 'read' as const }))
+    : undefined;
+  const options = schedule === undefined ? {} : { schedule };
   // Warm up on a few sequences first.
-  for (const ops of samples.slice(0, 20)) runOperations(machine, ops);
+  for (const ops of samples.slice(0, 20)) runOperations(machine, ops, options);
   let steps = 0;
   const start = performance.now();
   for (const ops of samples) {
-    const r = runOperations(machine, ops);
-    if (r.failure !== undefined) throw new Error('benchmark sequence failed a check: the system or the model is broken');
+    const r = runOperations(machine, ops, options);
+    if (r.failure !== undefined) throw new Error(`benchmark sequence failed a check: ${describeFailure(r)}`);
     steps += r.steps.length;
   }
   return steps / ((performance.now() - start) / 1000);

@@ -5,7 +5,7 @@
 import { benchCheckedOps } from '../bench/ownership.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
-import { defaultMachine, smallMachine } from '../properties/machine.js';
+import { defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
 
 const USAGE = 'usage: npm run bench -- [--json] [--quick]';
 
@@ -30,6 +30,7 @@ function main(argv: string[]): number {
   figures.smmu_walk_translations_per_s = Math.round(benchSmmuWalks(quick ? 200_000 : 2_000_000));
   figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
+  figures.checked_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true));
   for (const [name, value] of Object.entries(figures)) console.log(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);
   if (argv.includes('--json')) console.log(JSON.stringify(figures));
   return 0;
