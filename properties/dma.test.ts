@@ -5,6 +5,7 @@ import { type CheckName } from './checks.js';
 import { type MachineConfig, smallMachineWithSmmu } from './machine.js';
 import { minimizeOperations } from './minimize.js';
 import { type Step, describeFailure, runOperations } from './runner.js';
+import { type System } from '../impl/system.js';
 
 const SEED = 20261122;
 
@@ -131,6 +132,22 @@ describe('expected finding: TLB maintenance is skipped while the host keeps the 
   });
 });
 
+/**
+ * Test-only bug: the first trapped host access (after boot installed the idmap hook) replaces the
+ * hook by one that drops the calls `drop` selects.
+ */
+function dropIdmapHookCalls(drop: (prot: number) => boolean) {
+  return (sys: System) => {
+    const hyp = sys.hyp;
+    const original = hyp.hostMmioAccess.bind(hyp);
+    hyp.hostMmioAccess = function* (addr, write, value) {
+      const hook = sys.hostS2.idmapHook;
+      sys.hostS2.idmapHook = (s, e, prot) => (drop(prot) ? undefined : hook?.(s, e, prot));
+      return yield* original(addr, write, value);
+    };
+  };
+}
+
 describe('every DMA check fails on an injected bug', () => {
   const machine = smallMachineWithSmmu({ ats: false });
   const only = (c: CheckName) => new Set<CheckName>([c]);
@@ -143,35 +160,13 @@ describe('every DMA check fails on an injected bug', () => {
 
   // The idmap hook is installed at boot; these bugs replace it on the first trapped host access.
   it('donation without IOMMU unmap is caught by dma_isolation', () => {
-    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], {
-      checks: only('dma_isolation'),
-      inject: (sys) => {
-        const hyp = sys.hyp;
-        const original = hyp.hostMmioAccess.bind(hyp);
-        hyp.hostMmioAccess = function* (addr, write, value) {
-          const hook = sys.hostS2.idmapHook;
-          sys.hostS2.idmapHook = (s, e, prot) => (prot === 0 ? undefined : hook?.(s, e, prot));
-          return yield* original(addr, write, value);
-        };
-      },
-    });
+    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], { checks: only('dma_isolation'), inject: dropIdmapHookCalls((prot) => prot === 0) });
     expect(late.failure?.violations.map((v) => v.check)).toContain('dma_isolation');
     expect(describeFailure(late)).toMatch(/shadow idmap maps pfn 0x40002/);
   });
 
   it('returning a page without IOMMU map is caught by dma_availability', () => {
-    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], {
-      checks: only('dma_availability'),
-      inject: (sys) => {
-        const hyp = sys.hyp;
-        const original = hyp.hostMmioAccess.bind(hyp);
-        hyp.hostMmioAccess = function* (addr, write, value) {
-          const hook = sys.hostS2.idmapHook;
-          sys.hostS2.idmapHook = (s, e, prot) => (prot !== 0 ? undefined : hook?.(s, e, prot));
-          return yield* original(addr, write, value);
-        };
-      },
-    });
+    const late = runOperations(machine, [{ kind: 'host_mmio_read', smmu: 0, offset: 0 }, ...steps], { checks: only('dma_availability'), inject: dropIdmapHookCalls((prot) => prot !== 0) });
     expect(late.failure?.violations.map((v) => v.check)).toContain('dma_availability');
   });
 
@@ -212,19 +207,7 @@ describe('interleaving: hardware acts at the hypercalls\u2019 yield points', () 
       { kind: 'host_share_hyp', pfn: P + 8 },
     ];
     const schedule = Array.from({ length: 40 }, () => ({ kind: 'dma' as const, sid: 1, addr: (P + 7) * PAGE, access: 'read' as const }));
-    const result = runOperations(machine, steps, {
-      schedule,
-      checks: new Set<CheckName>(['dma_during_hypercall']),
-      inject: (sys) => {
-        const hyp = sys.hyp;
-        const original = hyp.hostMmioAccess.bind(hyp);
-        hyp.hostMmioAccess = function* (addr, write, value) {
-          const hook = sys.hostS2.idmapHook;
-          sys.hostS2.idmapHook = (s, e, prot) => (prot === 0 ? undefined : hook?.(s, e, prot));
-          return yield* original(addr, write, value);
-        };
-      },
-    });
+    const result = runOperations(machine, steps, { schedule, checks: new Set<CheckName>(['dma_during_hypercall']), inject: dropIdmapHookCalls((prot) => prot === 0) });
     expect(result.failure?.op.kind).toBe('host_share_hyp');
     expect(describeFailure(result)).toMatch(/during the hypercall .* pfn 0x40007 is allowed neither before nor after/);
   });

@@ -649,9 +649,12 @@ export class KvmPgtable {
 
   // --- free an unlinked subtree (§2.10, K-NEXT free walker) ---
 
-  /** `kvm_pgtable_stage2_free_unlinked`: tears down a detached table and everything below it. */
-  freeUnlinkedTable(table: number, level: number): void {
-    const walker: KvmWalker = {
+  /**
+   * K-NEXT `stage2_free_walker`: drop each counted leaf's reference; free a child table once its
+   * count is back to 1 and clear the entry, so nothing rewalks a freed page.
+   */
+  private freeWalker(): KvmWalker {
+    return {
       flags: WALK_LEAF | WALK_TABLE_POST,
       cb: (ctx, visit) => {
         if (!this.isCounted(ctx.oldLo, ctx.oldHi)) return 0;
@@ -667,7 +670,11 @@ export class KvmPgtable {
         return 0;
       },
     };
-    this.walkUnlinked(table, level + 1, this.span(level), walker);
+  }
+
+  /** `kvm_pgtable_stage2_free_unlinked`: tears down a detached table and everything below it. */
+  freeUnlinkedTable(table: number, level: number): void {
+    this.walkUnlinked(table, level + 1, this.span(level), this.freeWalker());
     if (this.pageCount(table) !== 1) throw new Error(`unlinked table ${table.toString(16)} still referenced`);
     this.putPage(table);
   }
@@ -833,23 +840,7 @@ export class KvmPgtable {
 
   /** `kvm_pgtable_stage2_destroy`: frees every table page, the PGD last. No TLBI. */
   destroy(): void {
-    const walker: KvmWalker = {
-      flags: WALK_LEAF | WALK_TABLE_POST,
-      cb: (ctx, visit) => {
-        if (!this.isCounted(ctx.oldLo, ctx.oldHi)) return 0;
-        if (visit === WALK_LEAF) {
-          this.putPage(ctx.ptep);
-          return 0;
-        }
-        const child = this.followTable(ctx.oldLo, ctx.oldHi);
-        if (this.pageCount(child) !== 1) return 0;
-        this.putPage(ctx.ptep);
-        this.putPage(child);
-        this.write(ctx.ptep, 0, 0);
-        return 0;
-      },
-    };
-    this.walk(0, 2 ** this.iaBits, walker);
+    this.walk(0, 2 ** this.iaBits, this.freeWalker());
     for (let i = 0; i < this.pgdPages; i++) {
       this.refcounts.delete(this.pgd + i * this.pageSize);
     }
