@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { listCorpusFiles } from '../conformance/corpus.js';
 import { main } from './replay.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'replay-'));
@@ -68,5 +69,58 @@ describe('replay CLI', () => {
     expect(err.join('\n')).toMatch(/unknown option --frobnicate/);
     expect(main(['--help'])).toBe(0);
     expect(out.join('\n')).toMatch(/usage: npm run replay/);
+  });
+
+  it('shows, per step, the states of the pages the operation touched, before → after', () => {
+    expect(main([file('pages.json', JSON.stringify({ config: small, operations: ops }))])).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/host_donate_hyp .*\n {8}· pfn 0x40000 +host OWNED→NOPAGE {2}hyp NOPAGE→OWNED\n/);
+    expect(text).toMatch(/host_access .*ABORT .*\n {8}· pfn 0x40000 +host NOPAGE {2}hyp OWNED\n/);
+    expect(text).not.toMatch(/≠ impl/);
+    out = [];
+    expect(main([file('pages2.json', JSON.stringify({ config: small, operations: ops })), '--brief'])).toBe(0);
+    expect(out.join('\n')).not.toMatch(/pfn 0x40000/);
+  });
+
+  it('marks the page a violation names, and shows where the implementation disagrees with the model', () => {
+    const tlbi = OWNERSHIP_BUGS.find((b) => b.name === 'no-host-tlbi-on-donation')!;
+    expect(main([file('v1.json', JSON.stringify({ config: small, operations: ops }))], { inject: tlbi.inject })).toBe(1);
+    expect(out.join('\n')).toMatch(/✗ pfn 0x40000 +host OWNED→NOPAGE {2}hyp NOPAGE→OWNED {3}← host_cpu_isolation/);
+    out = [];
+    const early = OWNERSHIP_BUGS.find((b) => b.name === 'donate-updates-before-checking')!;
+    const shareThenDonate = [
+      { kind: 'host_share_ffa', pfn: 0x40000, nrPages: 1 },
+      { kind: 'host_donate_hyp', pfn: 0x40000, nrPages: 1 },
+    ];
+    expect(main([file('v2.json', JSON.stringify({ config: small, operations: shareThenDonate }))], { inject: early.inject })).toBe(1);
+    // The model refuses the donation and keeps hyp NOPAGE; the buggy implementation set OWNED.
+    expect(out.join('\n')).toMatch(/✗ pfn 0x40000 +host SHARED_OWNED {2}hyp NOPAGE .*\n {10}≠ impl +host SHARED_OWNED {2}hyp NOPAGE→OWNED/);
+  });
+
+  it('replays corpus files with their design and test-only bug, and says whether the verdict holds', () => {
+    const corpusFile = listCorpusFiles().find((f) => f.includes('no-host-tlbi-on-donation'))!;
+    expect(main([corpusFile])).toBe(1);
+    const text = out.join('\n');
+    expect(text).toMatch(/^corpus file: design v6, test-only injected bug no-host-tlbi-on-donation; expected verdict: violates host_cpu_isolation/);
+    expect(text).toMatch(/expected verdict \(violates host_cpu_isolation\): holds/);
+    out = [];
+    const passing = listCorpusFiles().find((f) => f.endsWith('mmio-donation.json'))!;
+    expect(main([passing])).toBe(0);
+    expect(out.join('\n')).toMatch(/expected verdict \(passes\): holds\n20 operations, no violation$/);
+    const bad = file('bad-corpus.json', JSON.stringify({ ...JSON.parse(readFileSync(passing, 'utf8')), expect: { violates: 'nothing' } }));
+    expect(main([bad])).toBe(2);
+    expect(err.at(-1)).toMatch(/bad-corpus\.json: expect\.violates: expected a check name/);
+  });
+
+  it('writes a self-contained HTML timeline with --html', () => {
+    const html = join(dir, 'timeline.html');
+    expect(main([file('h.json', JSON.stringify({ config: small, operations: ops })), '--html', html])).toBe(0);
+    expect(out.at(-1)).toBe(`timeline: ${html}`);
+    const page = readFileSync(html, 'utf8');
+    expect(page).toMatch(/<table id="timeline" data-steps="3" data-pages="1">/);
+    expect(page).not.toMatch(/(src|href)="(https?:)?\/\//);
+    expect(main([file('h2.json', JSON.stringify({ config: small, operations: ops })), '--html', join(dir, 'no', 'such', 'dir', 'x.html')])).toBe(2);
+    expect(err.at(-1)).toMatch(/cannot write .*x\.html: ENOENT/);
+    expect(existsSync(join(dir, 'no'))).toBe(false);
   });
 });

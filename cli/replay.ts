@@ -1,29 +1,42 @@
 /**
- * `npm run replay -- FILE.json [--json]`: runs the operations of FILE on the model and on a
- * freshly booted system, one line per operation (operation, model ret, system ret, verdict),
- * and the violated checks. FILE holds `{ "operations": [...] }`, optionally `"config"` (a machine;
- * default: the default machine in README). Exit 0 clean, 1 mismatch or violation, 2 usage error
- * or a bad file.
+ * `npm run replay -- FILE.json [--json] [--html OUT.html] [--brief]`: runs the operations of FILE
+ * on the model and on a freshly booted system, one line per operation (operation, model ret,
+ * system ret, verdict), then, per page the operation touched, the page's states before→after
+ * (host, hyp, pins, shares, guest leaves; a second line where the implementation disagrees), and
+ * the violated checks with the page they name. FILE is a replay file (`{ "operations": [...],
+ * "config"?: machine }`) or a corpus file (conformance/corpus-format.ts; its design and test-only
+ * bug are applied). Exit 0 clean, 1 mismatch or violation, 2 usage error or a bad file.
  */
-import { readFileSync } from 'node:fs';
-import { type Operation, errnoName } from '../model/index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdictOf } from '../conformance/corpus-format.js';
+import { entryRunOptions } from '../conformance/corpus.js';
+import { machineLabel } from '../conformance/machines.js';
+import { retName } from '../conformance/names.js';
+import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
 import { decodeMachine, decodeOperations } from '../properties/codecs.js';
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
-import { type RunOptions, runOperations } from '../properties/runner.js';
+import { type RunOptions } from '../properties/runner.js';
+import { renderTimeline } from '../reports/timeline.js';
+import { parseArgs } from './args.js';
 
-const USAGE = `usage: npm run replay -- FILE.json [--json]
+const USAGE = `usage: npm run replay -- FILE.json [--json] [--html OUT.html] [--brief]
 
 FILE.json: { "operations": [ { "kind": "host_donate_hyp", "pfn": 262144, "nrPages": 1 }, ... ],
              "config": { ...optional machine, see README } }
---json     print { "results": [{ "op", "modelRet", "systemRet" }], "violations": [...] }
+           or a corpus file (conformance/corpus/, README "Regression corpus")
+--json         print { "results": [{ "op", "modelRet", "systemRet" }], "violations": [...] }
+--html OUT     also write a self-contained HTML timeline (steps × pages, coloured by owner)
+--brief        one line per operation, without the page states
 exit code: 0 clean, 1 mismatch or violation, 2 usage error or bad file`;
 
 export interface ReplayInput {
-  readonly operations: Operation[];
+  readonly operations: readonly StepOp[];
   readonly machine: MachineConfig;
+  /** Set when FILE is a corpus file. */
+  readonly corpus?: CorpusEntry;
 }
 
-/** Reads and validates a replay file; errors are user-facing lines. */
+/** Reads and validates a replay or corpus file; errors are user-facing lines. */
 export function loadReplayFile(path: string): { ok: true; input: ReplayInput } | { ok: false; errors: string[] } {
   let text: string;
   try {
@@ -38,6 +51,11 @@ export function loadReplayFile(path: string): { ok: true; input: ReplayInput } |
     return { ok: false, errors: [`${path} is not valid JSON: ${(e as Error).message}`] };
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, errors: [`${path}: expected an object with an "operations" array`] };
+  if ('format' in json) {
+    const entry = decodeCorpusEntry(json);
+    if (!entry.ok) return { ok: false, errors: entry.errors.map((e) => `${path}: ${e}`) };
+    return { ok: true, input: { operations: entry.value.operations, machine: entry.value.config, corpus: entry.value } };
+  }
   const ops = decodeOperations((json as { operations?: unknown }).operations);
   if (!ops.ok) return { ok: false, errors: ops.errors.map((e) => `${path}: ${e}`) };
   let machine = defaultMachine();
@@ -50,42 +68,76 @@ export function loadReplayFile(path: string): { ok: true; input: ReplayInput } |
   return { ok: true, input: { operations: ops.value, machine } };
 }
 
-function ret(value: number | 'panic', kind: string): string {
-  if (value === 'panic') return 'PANIC';
-  if (kind === 'host_access') return ['OK', 'ABORT', 'EMULATED', 'STALL'][value] ?? String(value);
-  return errnoName(value);
+function verdictText(entry: CorpusEntry): string {
+  return verdictOf(entry.expect);
 }
 
 export function main(argv: string[], options: RunOptions = {}): number {
-  const files = argv.filter((a) => !a.startsWith('--'));
-  const flags = argv.filter((a) => a.startsWith('--'));
-  if (flags.includes('--help')) {
+  const args = parseArgs(argv, { json: 'flag', html: 'value', brief: 'flag', help: 'flag' });
+  if (!args.ok) {
+    console.error(`${args.error}\n${USAGE}`);
+    return 2;
+  }
+  if (args.flags.has('help')) {
     console.log(USAGE);
     return 0;
   }
-  const unknown = flags.filter((f) => f !== '--json');
-  if (files.length !== 1 || unknown.length > 0) {
-    console.error(unknown.length > 0 ? `unknown option ${unknown[0]}\n${USAGE}` : USAGE);
+  if (args.positional.length !== 1) {
+    console.error(USAGE);
     return 2;
   }
-  const loaded = loadReplayFile(files[0] as string);
+  const file = args.positional[0] as string;
+  const loaded = loadReplayFile(file);
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(e);
     return 2;
   }
-  const { operations, machine } = loaded.input;
-  const result = runOperations(machine, operations, { ...options, continueAfterViolation: true });
-  const violations = result.steps.flatMap((s) => s.violations.map((v) => ({ step: s.index, check: v.check, message: v.message })));
-  if (flags.includes('--json')) {
+  const { operations, machine, corpus } = loaded.input;
+  const runOptions = corpus === undefined ? options : entryRunOptions(corpus, options);
+  const trace = traceOperations(machine, operations, runOptions);
+  const result = trace.result;
+  const violations = allRecords(result).flatMap((s) => s.violations.map((v) => ({ step: s.index, check: v.check, message: v.message })));
+  const fired: string[] = [...new Set(violations.map((v) => v.check))];
+  if (args.flags.has('json')) {
     console.log(JSON.stringify({ results: result.steps.map((s) => ({ op: s.op, modelRet: s.modelRet, systemRet: s.systemRet })), violations }));
   } else {
-    for (const s of result.steps) {
+    if (corpus !== undefined) {
+      console.log(`corpus file: design ${corpus.design}${corpus.bug === undefined ? '' : `, test-only injected bug ${corpus.bug}`}; expected verdict: ${verdictText(corpus)} — ${corpus.provenance.description}`);
+    }
+    if (!args.flags.has('brief') && !trace.systemStates) console.log('(the implementation could not be observed step by step: page lines show the model only)');
+    if (!args.flags.has('brief') && !trace.modelStatesExact) console.log('(model page states are re-derived from the operations and leave out ownership calls the hypervisor made itself)');
+    if (result.failure !== undefined && result.failure.index < 0) for (const v of result.failure.violations) console.log(`boot  [${v.check}] ${v.message}`);
+    for (const step of trace.steps) {
+      const s = step.record;
       const verdict = s.violations.length === 0 ? 'ok' : 'VIOLATION';
-      const { kind, ...args } = s.op;
-      console.log(`${String(s.index).padStart(4)}  ${kind.padEnd(30)} ${JSON.stringify(args).padEnd(60)} model ${ret(s.modelRet, kind).padEnd(10)} system ${ret(s.systemRet, kind).padEnd(10)} ${verdict}`);
+      const { kind, ...rest } = s.op;
+      console.log(`${String(s.index).padStart(4)}  ${kind.padEnd(30)} ${JSON.stringify(rest).padEnd(60)} model ${retName(kind, s.modelRet).padEnd(10)} system ${retName(kind, s.systemRet).padEnd(10)} ${verdict}`);
+      if (!args.flags.has('brief')) for (const line of formatPageLines(step)) console.log(line);
       for (const v of s.violations) console.log(`        [${v.check}] ${v.message}`);
     }
+    if (corpus !== undefined) {
+      const holds = verdictHolds(corpus.expect, fired);
+      console.log(`expected verdict (${verdictText(corpus)}): ${holds ? 'holds' : 'DOES NOT HOLD'}`);
+    }
     console.log(violations.length === 0 ? `${result.steps.length} operations, no violation` : `${violations.length} violation(s) in ${new Set(violations.map((v) => v.step)).size} step(s)`);
+  }
+  const html = args.values.get('html');
+  if (html !== undefined) {
+    const page = renderTimeline(trace, {
+      title: `replay of ${file}`,
+      source: file,
+      machine: machineLabel(machine),
+      design: corpus?.design ?? 'v6',
+      ...(corpus?.bug === undefined ? {} : { bug: corpus.bug }),
+      ...(corpus === undefined ? {} : { expect: verdictText(corpus) }),
+    });
+    try {
+      writeFileSync(html, page);
+    } catch (e) {
+      console.error(`cannot write ${html}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      return 2;
+    }
+    (args.flags.has('json') ? console.error : console.log)(`timeline: ${html}`);
   }
   return violations.length === 0 ? 0 : 1;
 }

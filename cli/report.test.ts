@@ -1,0 +1,122 @@
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { deterministicPart, SUMMARY_BUDGET, TIMINGS_MARKER } from '../reports/summary.js';
+import { main as verify } from './verify.js';
+import { main } from './report.js';
+
+const base = mkdtempSync(join(tmpdir(), 'report-'));
+const coverageDir = join(base, 'coverage');
+mkdirSync(coverageDir);
+const metric = (covered: number, total: number) => ({ total, covered, skipped: 0, pct: total === 0 ? 'Unknown' : Math.round((1000 * covered) / total) / 10 });
+const fileCov = (l: [number, number], b: [number, number]) => ({ lines: metric(...l), statements: metric(...l), functions: metric(1, 2), branches: metric(...b) });
+writeFileSync(
+  join(coverageDir, 'coverage-summary.json'),
+  JSON.stringify({
+    total: fileCov([150, 200], [30, 60]),
+    [join(process.cwd(), 'impl', 'a.ts')]: fileCov([90, 100], [20, 30]),
+    [join(process.cwd(), 'cli', 'b.ts')]: fileCov([10, 50], [5, 20]),
+    [join(process.cwd(), 'model', 'c.ts')]: fileCov([50, 50], [5, 10]),
+    [join(process.cwd(), 'model', 'empty.ts')]: fileCov([0, 0], [0, 0]),
+  }),
+);
+writeFileSync(join(coverageDir, 'index.html'), '<html>coverage</html>');
+const bench = join(base, 'bench.txt');
+writeFileSync(bench, '\n> pkvm bench\n\nwalks_per_s 1\n{"walks_per_s":4979168,"map_unmap_pairs_per_s":358863}\n');
+
+const quick = ['--seed', '3', '--runs', '6', '--bug-runs', '6', '--max-ops', '12', '--machine', 'small', '--coverage', join(coverageDir, 'coverage-summary.json'), '--bench', bench];
+const lines: string[] = [];
+const errors: string[] = [];
+const io = { log: (l: string) => void lines.push(l), error: (l: string) => void errors.push(l) };
+
+async function report(argv: string[]): Promise<{ code: number; out: string; summary: string; json: Record<string, unknown> }> {
+  const out = mkdtempSync(join(base, 'out-'));
+  const code = await main([...argv, '--out', out], io);
+  const summary = existsSync(join(out, 'summary.md')) ? readFileSync(join(out, 'summary.md'), 'utf8') : '';
+  const json = existsSync(join(out, 'report.json')) ? (JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as Record<string, unknown>) : {};
+  return { code, out, summary, json };
+}
+
+describe('report CLI', () => {
+  it('writes summary.md, report.json and the coverage copy; same seeds give the same summary apart from timings', async () => {
+    const a = await report(quick);
+    const b = await report(quick);
+    expect(deterministicPart(a.summary)).toBe(deterministicPart(b.summary));
+    expect(a.summary).toContain(TIMINGS_MARKER);
+    const { timings: _ta, ...ja } = a.json;
+    const { timings: _tb, ...jb } = b.json;
+    expect(ja).toEqual(jb);
+    expect(Buffer.byteLength(a.summary)).toBeLessThan(SUMMARY_BUDGET);
+    expect(readFileSync(join(a.out, 'coverage', 'index.html'), 'utf8')).toBe('<html>coverage</html>');
+    const s = a.summary;
+    expect(s).toMatch(/^# Conformance summary\n/);
+    expect(s).toMatch(/\| property \| `v6` \|/);
+    for (const check of ['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting']) expect(s).toMatch(new RegExp(`\\| \`${check}\` \\| ✅ holds \\(6 runs\\) \\|`));
+    expect(s).toMatch(/\| `v6` \| small \| 6 \| \d+ \| 0 \| 0 \| 1 \|/);
+    expect(s).toMatch(/\| `host_donate_hyp` \| \d+ \| /);
+    expect(s).toMatch(/Transitions never seen/);
+    expect(s).toMatch(/\| `no-host-tlbi-on-donation` \| `host_cpu_isolation` \| /);
+    // Some bug campaign found and shrank a counterexample, so shrinking is covered by the comparison.
+    expect(s).toMatch(/\| ✅ caught \|.*\| \d+ → \d+ \| 6 \|/);
+    // Least covered first, the empty file left out, paths relative to the repository.
+    expect(s).toMatch(/\| lines \| 150 \| 200 \| 75\.0 \|/);
+    expect(s).toMatch(/\| `cli\/b\.ts` \| 20\.0 \| 40 \| 25\.0 \| 50\.0 \|\n\| `impl\/a\.ts` \| 90\.0 \|/);
+    expect(s).not.toMatch(/empty\.ts/);
+    const timings = s.slice(s.indexOf(TIMINGS_MARKER));
+    expect(timings).toMatch(/\| `walks_per_s` \| 4,979,168 \|/);
+    expect(deterministicPart(s)).not.toMatch(/walks_per_s|ops\/s/);
+    expect(a.json.settings).toMatchObject({ bugRuns: 6, bugSeed: 3 });
+  });
+
+  it('shows a bug that escaped, and exits 1', async () => {
+    const r = await report([...quick.filter((x, i, all) => x !== '--bug-runs' && all[i - 1] !== '--bug-runs'), '--bug-runs', '1']);
+    expect(r.code).toBe(1);
+    expect(r.summary).toMatch(/❌ \*\*missed\*\*/);
+    expect(r.summary).toMatch(/^\*\*❌ something is not as expected\*\*$/m);
+  });
+
+  it('merges verify shards with --merge, and notices a missing shard', async () => {
+    const shards = mkdtempSync(join(base, 'shards-'));
+    const quiet = { out: { write: () => true }, err: { write: () => true }, corpusRoot: join(base, 'none') };
+    for (const shard of ['1/3', '3/3']) await verify(['--runs', '6', '--seed', '8', '--machine', 'small', '--max-ops', '10', '--shard', shard, '--results-dir', join(shards, shard.replace('/', 'of')), '--corpus-dir', join(base, 'cx')], quiet);
+    const r = await report(['--merge', shards, '--no-bugs']);
+    expect(r.code).toBe(0);
+    expect(r.summary).toMatch(/campaigns merged from 2 shard result\(s\)/);
+    expect(r.summary).toMatch(/\| `v6` \| small \| 4 \| \d+ \| 0 \| 0 \| 2 \(missing 2\/3\) \|/);
+    expect(r.summary).toMatch(/## Injected bugs \(kill matrix\)\n\nNot run: `--no-bugs`/);
+    // A bug campaign among the shards fills its row of the kill matrix.
+    await verify(['--runs', '8', '--seed', '2', '--machine', 'small', '--bug', 'unshare-pinned-wrong-errno', '--results-dir', join(shards, 'bug'), '--corpus-dir', join(base, 'cx')], quiet);
+    const withBug = await report(['--merge', shards, '--no-bugs']);
+    expect(withBug.summary).toMatch(/\| `unshare-pinned-wrong-errno` \| `refinement_ret` \| ✅ caught \| \*\*✔\*\* 3\/\d+ \|/);
+    expect(withBug.summary).toMatch(/\| `no-host-tlbi-on-donation` \| `host_cpu_isolation` \| not run \|/);
+    expect(withBug.summary).toMatch(/- injected bugs: 1\/1 caught by their check/);
+  });
+
+  it('refuses bad inputs with the file and field, exit 2', async () => {
+    const shards = mkdtempSync(join(base, 'bad-'));
+    writeFileSync(join(shards, 'x.json'), JSON.stringify({ format: 1, design: 'v6' }));
+    errors.length = 0;
+    expect((await report(['--merge', shards])).code).toBe(2);
+    expect(errors.join('\n')).toMatch(/x\.json: bug: expected string, got undefined/);
+    const dup = mkdtempSync(join(base, 'dup-'));
+    const quiet = { out: { write: () => true }, err: { write: () => true }, corpusRoot: join(base, 'none') };
+    for (const d of ['a', 'b']) await verify(['--runs', '1', '--seed', '8', '--machine', 'small', '--max-ops', '4', '--results-dir', join(dup, d)], quiet);
+    expect((await report(['--merge', dup])).code).toBe(2);
+    expect(errors.at(-1)).toMatch(/the same shard as/);
+    const badCoverage = join(base, 'cov.json');
+    writeFileSync(badCoverage, JSON.stringify({ total: { lines: { total: 'many' } } }));
+    expect((await report([...quick.slice(0, 10), '--coverage', badCoverage])).code).toBe(2);
+    expect(errors.join('\n')).toMatch(/cov\.json: total\.lines\.total: expected number, got "many"/);
+    for (const [argv, message] of [
+      [['--merge', join(base, 'nothing-here')], /--merge: .* does not exist/],
+      [['--runs', '0'], /--runs: expected an integer in \[1, 10000000\]/],
+      [['--no-bugs', '--bug-runs', '3'], /--no-bugs and --bug-runs exclude each other/],
+      [['--merge', base, '--seed', '2'], /--merge takes the campaigns from DIR/],
+      [['--bench', join(base, 'missing.json')], /--bench: .* does not exist/],
+    ] as const) {
+      expect((await report([...argv])).code).toBe(2);
+      expect(errors.join('\n')).toMatch(message);
+    }
+  });
+});

@@ -1,0 +1,183 @@
+/**
+ * `npm run report`: writes reports/out/summary.md (a pull-request comment), report.json, and a
+ * copy of the HTML code coverage (reports/out/coverage/). Campaigns are run here with fixed seeds,
+ * or merged from `verify` shard results with --merge DIR. Exit 0 when everything is as expected,
+ * 1 when a property or a bug verdict is not, 2 for a usage error or a bad input file.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type CampaignResult, decodeCampaignResult } from '../conformance/campaign-result.js';
+import { CORPUS_DIR } from '../conformance/corpus.js';
+import { machineNames, namedMachine } from '../conformance/machines.js';
+import { parseSeed } from '../conformance/seeds.js';
+import { readBenchFigures } from '../reports/bench.js';
+import { buildReport, overallVerdict } from '../reports/build.js';
+import { readCoverageSummary } from '../reports/coverage.js';
+import { renderSummary, reportJson } from '../reports/summary.js';
+import { intOption, parseArgs } from './args.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const DEFAULTS = { seed: 1, runs: 300, bugRuns: 200, machine: 'small', maxOps: 40 } as const;
+
+const USAGE = `usage: npm run report -- [options]
+
+  --merge DIR        use the campaign results in DIR (recursively; written by npm run verify)
+                     instead of running campaigns here
+  --seed S           base seed of the campaigns run here (default ${DEFAULTS.seed})
+  --runs N           runs per design variant (default ${DEFAULTS.runs})
+  --bug-runs N       runs per injected bug for the kill matrix (default ${DEFAULTS.bugRuns})
+  --no-bugs          no bug campaigns (bug results found under --merge are still shown)
+  --machine NAME     ${machineNames().join(' | ')} (default ${DEFAULTS.machine})
+  --max-ops N        operations per generated sequence at most (default ${DEFAULTS.maxOps})
+  --coverage FILE    vitest json-summary (default coverage/coverage-summary.json, from npm run coverage)
+  --bench FILE       output of npm run bench -- --json (default reports/out/bench.json)
+  --corpus DIR       regression corpus to replay (default conformance/corpus)
+  --out DIR          where summary.md, report.json and coverage/ go (default reports/out)
+  --help
+
+exit code: 0 everything as expected, 1 a property or bug verdict is not, 2 usage error or bad input`;
+
+function listJson(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.isFile() && e.name.endsWith('.json')) out.push(join(d, e.name));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Reads every shard result under `dir`; a bad file is an error naming the file and field. */
+export function readShardResults(dir: string): { ok: true; results: CampaignResult[] } | { ok: false; errors: string[] } {
+  if (!existsSync(dir)) return { ok: false, errors: [`--merge: ${dir} does not exist`] };
+  const results: CampaignResult[] = [];
+  const seen = new Map<string, string>();
+  for (const file of listJson(dir)) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      return { ok: false, errors: [`${file}: not valid JSON: ${(e as Error).message}`] };
+    }
+    const r = decodeCampaignResult(file, json);
+    if (!r.ok) return r;
+    const v = r.value;
+    const key = `${v.design}/${v.bug}/${v.machine}/${v.maxOps}/${v.baseSeed}/${v.shard.index}/${v.shard.count}/${v.budget.runs}`;
+    const prev = seen.get(key);
+    // The same shard twice would count its runs twice.
+    if (prev !== undefined) return { ok: false, errors: [`${file}: the same shard as ${prev} (design ${v.design}, seed ${v.baseSeed}, shard ${v.shard.index}/${v.shard.count})`] };
+    seen.set(key, file);
+    results.push(v);
+  }
+  if (results.length === 0) return { ok: false, errors: [`--merge: no campaign results (*.json) under ${dir}`] };
+  return { ok: true, results };
+}
+
+export interface ReportIo {
+  readonly log: (line: string) => void;
+  readonly error: (line: string) => void;
+}
+
+export async function main(argv: readonly string[], io: ReportIo = { log: (l) => console.log(l), error: (l) => console.error(l) }): Promise<number> {
+  const args = parseArgs(argv, {
+    merge: 'value', seed: 'value', runs: 'value', 'bug-runs': 'value', 'no-bugs': 'flag', machine: 'value', 'max-ops': 'value',
+    coverage: 'value', bench: 'value', corpus: 'value', out: 'value', help: 'flag',
+  });
+  const usage = (error: string) => {
+    io.error(`${error}\n${USAGE}`);
+    return 2;
+  };
+  if (!args.ok) return usage(args.error);
+  if (args.flags.has('help')) {
+    io.log(USAGE);
+    return 0;
+  }
+  if (args.positional.length > 0) return usage(`unexpected argument ${JSON.stringify(args.positional[0])}`);
+  const v = args.values;
+  const seedText = v.get('seed');
+  const seed = seedText === undefined ? DEFAULTS.seed : parseSeed(seedText);
+  if (seed === undefined) return usage(`--seed: expected an integer in [0, 2^32), got ${JSON.stringify(seedText)}`);
+  const runs = intOption(v, 'runs', 1, 1e7);
+  if (!runs.ok) return usage(runs.error);
+  const bugRuns = intOption(v, 'bug-runs', 1, 1e7);
+  if (!bugRuns.ok) return usage(bugRuns.error);
+  const maxOps = intOption(v, 'max-ops', 1, 1000);
+  if (!maxOps.ok) return usage(maxOps.error);
+  const machine = v.get('machine') ?? DEFAULTS.machine;
+  if (namedMachine(machine) === undefined) return usage(`--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machine)}`);
+  if (args.flags.has('no-bugs') && bugRuns.value !== undefined) return usage('--no-bugs and --bug-runs exclude each other');
+  const mergeDir = v.get('merge');
+  if (mergeDir !== undefined && (runs.value !== undefined || seedText !== undefined)) return usage('--merge takes the campaigns from DIR: --runs and --seed would be ignored');
+
+  let results: CampaignResult[] | undefined;
+  if (mergeDir !== undefined) {
+    const r = readShardResults(mergeDir);
+    if (!r.ok) {
+      for (const e of r.errors) io.error(e);
+      return 2;
+    }
+    results = r.results;
+  }
+  const coveragePath = v.get('coverage') ?? join(ROOT, 'coverage', 'coverage-summary.json');
+  const coverage = readCoverageSummary(coveragePath, ROOT);
+  if (coverage.ok === false) {
+    for (const e of coverage.errors) io.error(e);
+    return 2;
+  }
+  if (coverage.ok === 'missing' && v.has('coverage')) return usage(`--coverage: ${coveragePath} does not exist`);
+  const benchPath = v.get('bench') ?? join(ROOT, 'reports', 'out', 'bench.json');
+  const bench = readBenchFigures(benchPath);
+  if (bench.ok === false) {
+    for (const e of bench.errors) io.error(e);
+    return 2;
+  }
+  if (bench.ok === 'missing' && v.has('bench')) return usage(`--bench: ${benchPath} does not exist`);
+  const corpusDir = v.get('corpus') ?? CORPUS_DIR;
+  if (!existsSync(corpusDir)) return usage(`--corpus: ${corpusDir} does not exist`);
+
+  const data = await buildReport({
+    source: results === undefined || mergeDir === undefined ? { kind: 'run', machine, seed, runs: runs.value ?? DEFAULTS.runs, maxOps: maxOps.value ?? DEFAULTS.maxOps } : { kind: 'merge', dir: mergeDir, results },
+    bugRuns: args.flags.has('no-bugs') ? null : (bugRuns.value ?? DEFAULTS.bugRuns),
+    bugMachine: machine,
+    bugSeed: seed,
+    bugMaxOps: maxOps.value ?? DEFAULTS.maxOps,
+    corpusDir,
+    coverage: coverage.ok === true ? coverage.value : null,
+    bench: bench.ok === true ? bench.value : null,
+  });
+  const outDir = v.get('out') ?? join(ROOT, 'reports', 'out');
+  const summary = renderSummary(data);
+  try {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'summary.md'), summary);
+    writeFileSync(join(outDir, 'report.json'), reportJson(data));
+    const html = join(coveragePath, '..', 'index.html');
+    if (coverage.ok === true && existsSync(html)) {
+      rmSync(join(outDir, 'coverage'), { recursive: true, force: true });
+      cpSync(join(coveragePath, '..'), join(outDir, 'coverage'), { recursive: true });
+    }
+  } catch (e) {
+    io.error(`cannot write to ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    return 2;
+  }
+  const verdict = overallVerdict(data);
+  for (const line of verdict.lines) io.log(line);
+  const shown = relative(process.cwd(), outDir) || '.';
+  io.log(`summary: ${join(shown, 'summary.md')} (${Buffer.byteLength(summary)} bytes), data: ${join(shown, 'report.json')}${coverage.ok === true ? `, coverage: ${join(shown, 'coverage', 'index.html')}` : ''}`);
+  return verdict.ok ? 0 : 1;
+}
+
+if (process.argv[1] !== undefined && /report\.[jt]s$/.test(process.argv[1])) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`report failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

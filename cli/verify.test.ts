@@ -1,0 +1,151 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { decodeCampaignResult } from '../conformance/campaign-result.js';
+import { decodeCorpusEntry } from '../conformance/corpus-format.js';
+import { replayEntry } from '../conformance/corpus.js';
+import { clockSeed } from '../conformance/seeds.js';
+import { type VerifyIo, main } from './verify.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function io(tty = false, now = new Date('2026-11-21T12:00:00Z')): VerifyIo & { text: () => string; errText: () => string } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out: { write: (s: string) => out.push(s), isTTY: tty },
+    err: { write: (s: string) => err.push(s) },
+    now: () => now,
+    text: () => out.join(''),
+    errText: () => err.join(''),
+  };
+}
+
+function dirs() {
+  const base = mkdtempSync(join(tmpdir(), 'verify-'));
+  return { corpus: join(base, 'corpus'), results: join(base, 'results'), args: ['--corpus-dir', join(base, 'corpus'), '--results-dir', join(base, 'results')] };
+}
+
+describe('verify CLI', () => {
+  it('rejects misuse with exit 2 and a one-line reason', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--shard', '0/2'], /--shard: expected i\/n with 1 <= i <= n/],
+      [['--shard', '3/2'], /--shard: expected i\/n/],
+      [['--time', '5', '--runs', '3'], /--time and --runs exclude each other/],
+      [['--seed', '-1'], /--seed needs a value|--seed: expected an integer/],
+      [['--seed', 'abc'], /--seed: expected an integer in \[0, 2\^32\)/],
+      [['--machine', 'huge'], /--machine: expected one of default, small, got "huge"/],
+      [['--bug', 'nope'], /--bug: unknown bug "nope" \(known: no-host-tlbi-on-donation/],
+      [['--design', 'v9'], /--design: unknown design "v9" \(known: v6\)/],
+      [['--runs', 'many'], /--runs: expected an integer in \[1, 1000000000\], got "many"/],
+      [['--time', '0'], /--time: expected a number of seconds > 0/],
+      [['--frobnicate'], /unknown option --frobnicate/],
+      [['extra'], /unexpected argument "extra"/],
+    ];
+    for (const [argv, message] of cases) {
+      const x = io();
+      expect(await main(argv, x), argv.join(' ')).toBe(2);
+      expect(x.errText()).toMatch(message);
+      expect(x.errText()).toMatch(/usage: npm run verify/);
+      expect(x.errText()).not.toMatch(/at .*\.ts:\d+/); // no stack trace
+    }
+    const help = io();
+    expect(await main(['--help'], help)).toBe(0);
+    expect(help.text()).toMatch(/--shard i\/n/);
+  });
+
+  it('runs a clean campaign: seed, verdicts, result file, exit 0', async () => {
+    const d = dirs();
+    const x = io();
+    expect(await main(['--runs', '5', '--seed', '5', '--machine', 'small', '--max-ops', '15', ...d.args], x)).toBe(0);
+    const text = x.text();
+    expect(text).toMatch(/^verify: design v6, machine small, up to 15 operations per run, 5 runs, shard 1\/1/);
+    expect(text).toMatch(/seed 5; repeat with: npm run verify -- --seed 5 --machine small --design v6 --max-ops 15 --runs 5/);
+    expect(text).toMatch(/refinement_ret +holds/);
+    expect(text).toMatch(/pool_accounting +holds/);
+    const files = readdirSync(d.results);
+    expect(files).toEqual(['v6-small-seed5-shard1of1.json']);
+    const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, files[0] as string), 'utf8')));
+    expect(result.ok && result.value.runs).toBe(5);
+    expect(existsSync(d.corpus)).toBe(false);
+  });
+
+  it('takes the base seed from the clock when none is given, and prints it', async () => {
+    const d = dirs();
+    const now = new Date('2026-01-02T03:04:05Z');
+    const x = io(false, now);
+    await main(['--runs', '1', '--machine', 'small', '--max-ops', '5', ...d.args], x);
+    expect(x.text()).toContain(`seed ${clockSeed(now.getTime())} (from the clock)`);
+  });
+
+  it('writes a shrunk counterexample as a corpus file, prints how to replay it, exits 1; a second find is not written again', async () => {
+    const d = dirs();
+    const argv = ['--runs', '8', '--seed', '2', '--machine', 'small', '--bug', 'unshare-pinned-wrong-errno', ...d.args];
+    // The repository's corpus has this very counterexample: look for duplicates in a fresh one.
+    const x = { ...io(), corpusRoot: d.corpus };
+    expect(await main(argv, x)).toBe(1);
+    const files = readdirSync(d.corpus);
+    expect(files).toHaveLength(1);
+    const path = join(d.corpus, files[0] as string);
+    expect(files[0]).toMatch(/^v6-unshare-pinned-wrong-errno-refinement_ret-[0-9a-f]{8}\.json$/);
+    expect(x.text()).toContain(`npm run replay -- ${path}`);
+    expect(x.text()).toMatch(/injected bug unshare-pinned-wrong-errno: caught by refinement_ret/);
+    const entry = decodeCorpusEntry(JSON.parse(readFileSync(path, 'utf8')));
+    if (!entry.ok) throw new Error(entry.errors.join('\n'));
+    expect(entry.value.expect).toEqual({ violates: 'refinement_ret' });
+    expect(entry.value.bug).toBe('unshare-pinned-wrong-errno');
+    expect(entry.value.provenance).toMatchObject({ date: '2026-11-21', baseSeed: 2 });
+    expect(entry.value.provenance.how).toMatch(/^npm run verify -- --seed 2 .* --bug unshare-pinned-wrong-errno \(run \d+\)$/);
+    expect(replayEntry(entry.value).ok).toBe(true);
+    const again = { ...io(), corpusRoot: d.corpus };
+    expect(await main(argv, again)).toBe(1);
+    expect(again.text()).toMatch(/already in the corpus/);
+    expect(readdirSync(d.corpus)).toHaveLength(1);
+  });
+
+  it('shows progress in place on a terminal', async () => {
+    const d = dirs();
+    const x = io(true);
+    await main(['--runs', '3', '--seed', '2', '--machine', 'small', '--max-ops', '5', ...d.args], x);
+    expect(x.text()).toMatch(/\r\x1b\[2Kruns 3 {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}\[3\/3 runs\]/);
+  });
+
+  it('shards: each shard runs its own run numbers and names its result file', async () => {
+    const d = dirs();
+    for (const shard of ['1/2', '2/2']) expect(await main(['--runs', '5', '--seed', '9', '--machine', 'small', '--max-ops', '8', '--shard', shard, ...d.args], io())).toBe(0);
+    const files = readdirSync(d.results).sort();
+    expect(files).toEqual(['v6-small-seed9-shard1of2.json', 'v6-small-seed9-shard2of2.json']);
+    const runs = files.map((f) => (JSON.parse(readFileSync(join(d.results, f), 'utf8')) as { runs: number }).runs);
+    expect(runs).toEqual([3, 2]);
+  });
+
+  it('stops cleanly on Ctrl-C and keeps what it found', async () => {
+    const d = dirs();
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'verify.ts'), '--time', '60', '--machine', 'small', '--seed', '4', ...d.args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (out.includes('repeat with')) {
+          clearInterval(poll);
+          setTimeout(resolve, 800);
+        }
+      }, 50);
+    });
+    const started = Date.now();
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/interrupted: finishing the current run/);
+    expect(out).toMatch(/stopped by interrupt/);
+    const result = JSON.parse(readFileSync(join(d.results, 'v6-small-seed4-shard1of1.json'), 'utf8')) as { stoppedBy: string; runs: number };
+    expect(result.stoppedBy).toBe('interrupt');
+    expect(result.runs).toBeGreaterThan(0);
+  });
+});

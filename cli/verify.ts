@@ -1,0 +1,306 @@
+/**
+ * `npm run verify`: a campaign of generated operation sequences against the implementation, with
+ * every check after every step (ARCHITECTURE §8). Prints its base seed (rerun with --seed), a
+ * progress line, the verdict per check, and where the result and any counterexample went. Each new
+ * counterexample is shrunk and written to conformance/corpus/new/ as a corpus file. Exit 0 clean,
+ * 1 violation, 2 usage error.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type CampaignProgress, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
+import { type CampaignResult, resultText } from '../conformance/campaign-result.js';
+import { type CorpusEntry, CORPUS_FORMAT, encodeCorpusEntry } from '../conformance/corpus-format.js';
+import { CORPUS_DIR, listCorpusFiles } from '../conformance/corpus.js';
+import { DEFAULT_DESIGN, designNames, findDesign } from '../conformance/designs.js';
+import { machineNames, namedMachine } from '../conformance/machines.js';
+import { checkNames } from '../conformance/names.js';
+import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
+import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { runOperations } from '../properties/runner.js';
+import { intOption, parseArgs } from './args.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const DEFAULT_RESULTS_DIR = join(ROOT, 'reports', 'out', 'shards');
+export const DEFAULT_TIME_SECONDS = 20;
+export const DEFAULT_MAX_OPS = 40;
+
+const USAGE = `usage: npm run verify -- [options]
+
+  --design NAME        design variant (${designNames().join(', ')}; default ${DEFAULT_DESIGN})
+  --time SECONDS       run for this long (default ${DEFAULT_TIME_SECONDS} s) ...
+  --runs N             ... or exactly N runs (deterministic; with --shard, N in total)
+  --seed S             base seed (decimal or 0x-hex, < 2^32); default: from the clock, printed
+  --shard i/n          run shard i of n (1-based): run numbers ≡ i-1 (mod n); give every shard the same --seed
+  --max-ops N          operations per generated sequence at most (default ${DEFAULT_MAX_OPS})
+  --machine NAME       ${machineNames().join(' | ')} (default: default)
+  --bug NAME           inject a test-only bug (${OWNERSHIP_BUGS.map((b) => b.name).join(', ')})
+  --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
+  --results-dir DIR    where the result JSON goes (default reports/out/shards)
+  --progress-every S   seconds between progress lines when not on a terminal (default 10)
+  --help
+
+exit code: 0 no violation, 1 violation found, 2 usage error`;
+
+export interface Output {
+  write(text: string): unknown;
+  readonly isTTY?: boolean;
+}
+
+export interface VerifyIo {
+  readonly out: Output;
+  readonly err: Output;
+  /** Install a SIGINT handler (the CLI does; tests drive `shouldStop` instead). */
+  readonly handleSigint?: boolean;
+  readonly shouldStop?: () => boolean;
+  /** Wall clock for the default seed and the provenance date. */
+  readonly now?: () => Date;
+  /** The corpus a counterexample may already be in (default conformance/corpus). */
+  readonly corpusRoot?: string;
+}
+
+interface Settings {
+  readonly design: string;
+  readonly machineName: string;
+  readonly seed: number;
+  readonly seedGiven: boolean;
+  readonly shard: { index: number; count: number };
+  readonly runs?: number;
+  readonly timeSeconds?: number;
+  readonly maxOps: number;
+  readonly bug?: string;
+  readonly corpusDir: string;
+  readonly resultsDir: string;
+  readonly progressEverySeconds: number;
+}
+
+function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
+  const args = parseArgs(argv, {
+    design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag',
+  });
+  if (!args.ok) return args;
+  if (args.flags.has('help')) return { ok: 'help' };
+  if (args.positional.length > 0) return { ok: false, error: `unexpected argument ${JSON.stringify(args.positional[0])}` };
+  const v = args.values;
+  const design = v.get('design') ?? DEFAULT_DESIGN;
+  if (findDesign(design) === undefined) return { ok: false, error: `--design: unknown design ${JSON.stringify(design)} (known: ${designNames().join(', ')})` };
+  const machineName = v.get('machine') ?? 'default';
+  if (namedMachine(machineName) === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
+  const bug = v.get('bug');
+  if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${OWNERSHIP_BUGS.map((b) => b.name).join(', ')})` };
+  const runs = intOption(v, 'runs', 1, 1e9);
+  if (!runs.ok) return runs;
+  const maxOps = intOption(v, 'max-ops', 1, 1000);
+  if (!maxOps.ok) return maxOps;
+  const progressEvery = intOption(v, 'progress-every', 1, 86400);
+  if (!progressEvery.ok) return progressEvery;
+  let timeSeconds: number | undefined;
+  const timeText = v.get('time');
+  if (timeText !== undefined) {
+    timeSeconds = Number(timeText);
+    if (!/^\d+(\.\d+)?$/.test(timeText) || timeSeconds <= 0 || timeSeconds > 7 * 86400) return { ok: false, error: `--time: expected a number of seconds > 0, got ${JSON.stringify(timeText)}` };
+  }
+  if (timeSeconds !== undefined && runs.value !== undefined) return { ok: false, error: '--time and --runs exclude each other' };
+  const seedText = v.get('seed');
+  const seed = seedText === undefined ? clockSeed(now.getTime()) : parseSeed(seedText);
+  if (seed === undefined) return { ok: false, error: `--seed: expected an integer in [0, 2^32) (decimal or 0x-hex), got ${JSON.stringify(seedText)}` };
+  let shard = { index: 1, count: 1 };
+  const shardText = v.get('shard');
+  if (shardText !== undefined) {
+    const m = /^(\d+)\/(\d+)$/.exec(shardText);
+    const index = Number(m?.[1]);
+    const count = Number(m?.[2]);
+    if (m === null || count < 1 || count > 10000 || index < 1 || index > count) return { ok: false, error: `--shard: expected i/n with 1 <= i <= n <= 10000, got ${JSON.stringify(shardText)}` };
+    shard = { index, count };
+  }
+  return {
+    ok: true,
+    settings: {
+      design,
+      machineName,
+      seed,
+      seedGiven: seedText !== undefined,
+      shard,
+      ...(runs.value === undefined ? { timeSeconds: timeSeconds ?? DEFAULT_TIME_SECONDS } : { runs: runs.value }),
+      maxOps: maxOps.value ?? DEFAULT_MAX_OPS,
+      ...(bug === undefined ? {} : { bug }),
+      corpusDir: v.get('corpus-dir') ?? join(CORPUS_DIR, 'new'),
+      resultsDir: v.get('results-dir') ?? DEFAULT_RESULTS_DIR,
+      progressEverySeconds: progressEvery.value ?? 10,
+    },
+  };
+}
+
+/** The command line that repeats this campaign exactly (seed made explicit). */
+export function campaignCommand(s: Settings): string {
+  const parts = ['npm run verify --', `--seed ${s.seed}`, `--machine ${s.machineName}`, `--design ${s.design}`, `--max-ops ${s.maxOps}`];
+  parts.push(s.runs !== undefined ? `--runs ${s.runs}` : `--time ${s.timeSeconds}`);
+  if (s.shard.count > 1) parts.push(`--shard ${s.shard.index}/${s.shard.count}`);
+  if (s.bug !== undefined) parts.push(`--bug ${s.bug}`);
+  return parts.join(' ');
+}
+
+function display(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel.startsWith('..') ? path : rel;
+}
+
+function progressText(p: CampaignProgress, s: Settings): string {
+  const secs = p.elapsedMs / 1000;
+  const budget = s.runs !== undefined ? `${p.runs}/${Math.ceil((s.runs - (s.shard.index - 1)) / s.shard.count)} runs` : `${secs.toFixed(0)}/${s.timeSeconds} s`;
+  const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
+  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}  [${budget}]`;
+}
+
+/** Writes a counterexample as a corpus file, unless the corpus has it already; returns its path. */
+function writeCounterexample(c: FoundCounterexample, s: Settings, now: Date, corpusRoot: string, say: (line: string) => void): string | null {
+  const machine = namedMachine(s.machineName);
+  if (machine === undefined) return null;
+  const bug = s.bug === undefined ? undefined : findBug(s.bug);
+  const name = `${s.design}-${s.bug ?? 'impl'}-${c.check}-${fnv1a(JSON.stringify(c.operations))}.json`;
+  const existing = [corpusRoot, s.corpusDir].filter(existsSync).flatMap((d) => listCorpusFiles(d)).find((f) => basename(f) === name);
+  if (existing !== undefined) {
+    say(`counterexample for ${c.check} (${c.operations.length} operations) is already in the corpus: ${display(existing)}`);
+    return display(existing);
+  }
+  const replayed = runOperations(machine, c.operations, campaignRunOptions({ design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.bug === undefined ? {} : { bug: s.bug }) }, {}));
+  const message = replayed.steps.flatMap((st) => st.violations).find((v) => v.check === c.check)?.message ?? c.check;
+  const description = (bug !== undefined ? `${bug.description}; caught by ${c.check}` : `${c.check}: ${message}`).replace(/\s+/g, ' ').slice(0, 300);
+  const entry: CorpusEntry = {
+    format: CORPUS_FORMAT,
+    design: s.design,
+    ...(s.bug === undefined ? {} : { bug: s.bug }),
+    config: machine,
+    expect: { violates: c.check },
+    provenance: {
+      how: `${campaignCommand(s)} (run ${c.run})`,
+      date: now.toISOString().slice(0, 10),
+      description,
+      seed: c.seed,
+      path: c.path,
+      run: c.run,
+      baseSeed: s.seed,
+      originalLength: c.originalLength,
+    },
+    operations: c.operations,
+  };
+  mkdirSync(s.corpusDir, { recursive: true });
+  const path = join(s.corpusDir, name);
+  writeFileSync(path, encodeCorpusEntry(entry));
+  say(`counterexample for ${c.check}: ${c.originalLength} → ${c.operations.length} operations, written to ${display(path)}`);
+  say(`  replay:   npm run replay -- ${display(path)}`);
+  say(`  timeline: npm run replay -- ${display(path)} --html ${name.replace(/\.json$/, '.html')}`);
+  return display(path);
+}
+
+export function resultFileName(r: Pick<CampaignResult, 'design' | 'bug' | 'machine' | 'baseSeed' | 'shard'>): string {
+  return `${r.design}${r.bug === null ? '' : `-${r.bug}`}-${r.machine}-seed${r.baseSeed}-shard${r.shard.index}of${r.shard.count}.json`;
+}
+
+function verdictLines(r: CampaignResult, s: Settings): string[] {
+  const lines = [`verdicts (design ${s.design}${s.bug === undefined ? '' : `, injected bug ${s.bug}`}; ${r.runs} runs, ${r.operations} operations, stopped by ${r.stoppedBy}):`];
+  for (const name of checkNames()) {
+    const c = r.checks[name];
+    const first = c?.first ?? null;
+    lines.push(`  ${name.padEnd(24)} ${first === null ? 'holds' : `VIOLATED in ${c?.runs} run(s); first at run ${first.run} (seed ${first.seed}, step ${first.step}), after ${first.opsToDetection} operations`}`);
+  }
+  if (s.bug !== undefined) {
+    const bug = findBug(s.bug);
+    const caught = bug !== undefined && r.checks[bug.caughtBy]?.first != null;
+    lines.push(`injected bug ${s.bug}: ${caught ? 'caught' : 'NOT caught'} by ${bug?.caughtBy} (the check meant to catch it)`);
+  }
+  return lines;
+}
+
+export async function main(argv: readonly string[], io: VerifyIo): Promise<number> {
+  const now = io.now?.() ?? new Date();
+  const say = (line: string) => void io.out.write(line + '\n');
+  const parsed = parseSettings(argv, now);
+  if (parsed.ok === 'help') {
+    say(USAGE);
+    return 0;
+  }
+  if (!parsed.ok) {
+    io.err.write(`${parsed.error}\n${USAGE}\n`);
+    return 2;
+  }
+  const s = parsed.settings;
+  const machine = namedMachine(s.machineName);
+  if (machine === undefined) return 2;
+  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}`);
+  say(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
+
+  let stop = false;
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    stop = true;
+    io.err.write('\ninterrupted: finishing the current run and writing what was found (Ctrl-C again to quit at once)\n');
+  };
+  if (io.handleSigint === true) process.on('SIGINT', onSigint);
+
+  const tty = io.out.isTTY === true;
+  let lastLine = 0;
+  let progressShown = false;
+  const onProgress = (p: CampaignProgress) => {
+    if (tty) {
+      io.out.write(`\r\x1b[2K${progressText(p, s)}`);
+      progressShown = true;
+    } else if (p.elapsedMs - lastLine >= s.progressEverySeconds * 1000) {
+      lastLine = p.elapsedMs;
+      say(progressText(p, s));
+    }
+  };
+  const endProgress = () => {
+    if (progressShown) io.out.write('\n');
+    progressShown = false;
+  };
+  let result: CampaignResult;
+  try {
+    result = await runCampaign(
+      { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }) },
+      {
+        onProgress,
+        progressEveryMs: tty ? 250 : 1000,
+        shouldStop: () => stop || io.shouldStop?.() === true,
+        onCounterexample: (c) => {
+          endProgress();
+          return writeCounterexample(c, s, now, io.corpusRoot ?? CORPUS_DIR, say);
+        },
+      },
+    );
+  } finally {
+    if (io.handleSigint === true) process.off('SIGINT', onSigint);
+  }
+  endProgress();
+  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
+  for (const line of verdictLines(result, s)) say(line);
+  const resultPath = join(s.resultsDir, resultFileName(result));
+  try {
+    mkdirSync(s.resultsDir, { recursive: true });
+    writeFileSync(resultPath, resultText(result));
+  } catch (e) {
+    io.err.write(`cannot write ${resultPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
+    return 2;
+  }
+  say(`result: ${display(resultPath)}  (summary: npm run report -- --merge ${display(s.resultsDir)})`);
+  if (result.counterexamples.length > 0) {
+    say(`counterexamples: ${result.counterexamples.map((c) => c.file ?? '(not written)').join(', ')}`);
+    if (s.bug === undefined) say('commit them with the fix: a corpus file under conformance/corpus/ is replayed by npm test (README "Regression corpus")');
+  }
+  return result.failedRuns > 0 ? 1 : 0;
+}
+
+if (process.argv[1] !== undefined && /verify\.[jt]s$/.test(process.argv[1])) {
+  main(process.argv.slice(2), { out: process.stdout, err: process.stderr, handleSigint: true }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`verify failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

@@ -1,0 +1,182 @@
+/**
+ * The machine-readable result of a campaign (one shard of it): what ran, how often each operation
+ * kind returned each code, which page-state transitions happened, which checks fired when, and the
+ * shrunk counterexamples. `verify` writes one per run to reports/out/shards/; `report --merge`
+ * decodes them (io-ts) and adds them up. Everything but `timings` and `stoppedBy` is a function of
+ * the campaign's parameters when the budget is a number of runs.
+ */
+import { isLeft } from 'fp-ts/lib/Either.js';
+import * as t from 'io-ts';
+import { formatErrors } from '../properties/codecs.js';
+
+export const RESULT_FORMAT = 1;
+
+const Count = t.refinement(t.number, (n) => Number.isSafeInteger(n) && n >= 0, 'a count');
+const Counts = t.record(t.string, Count);
+
+const Detection = t.type({
+  /** Global run number (the same in every shard layout). */
+  run: Count,
+  seed: Count,
+  step: Count,
+  /** Runs and operations this shard executed up to the detection (exact for one shard). */
+  runsToDetection: Count,
+  opsToDetection: Count,
+});
+
+const CheckStats = t.type({ runs: Count, first: t.union([Detection, t.null]) });
+
+export const CounterexampleCodec = t.type({
+  check: t.string,
+  run: Count,
+  seed: Count,
+  path: t.string,
+  originalLength: Count,
+  operations: t.array(t.UnknownRecord),
+  file: t.union([t.string, t.null]),
+});
+
+export const CampaignResultCodec = t.type({
+  format: t.literal(RESULT_FORMAT),
+  design: t.string,
+  bug: t.union([t.string, t.null]),
+  machine: t.string,
+  maxOps: Count,
+  baseSeed: Count,
+  shard: t.type({ index: Count, count: Count }),
+  budget: t.type({ runs: t.union([Count, t.null]), timeSeconds: t.union([t.number, t.null]) }),
+  stoppedBy: t.union([t.literal('runs'), t.literal('time'), t.literal('interrupt')]),
+  runs: Count,
+  operations: Count,
+  /** Runs with at least one violation, and hypervisor panics. */
+  failedRuns: Count,
+  panics: Count,
+  kinds: Counts,
+  returns: t.record(t.string, Counts),
+  transitions: t.type({ host: Counts, hyp: Counts, guest: Counts }),
+  checks: t.record(t.string, CheckStats),
+  counterexamples: t.array(CounterexampleCodec),
+  timings: t.type({ wallMs: t.number, shrinkMs: t.number, opsPerSecond: t.number }),
+});
+
+export type CampaignResult = t.TypeOf<typeof CampaignResultCodec>;
+export type Counterexample = t.TypeOf<typeof CounterexampleCodec>;
+export type Detection = t.TypeOf<typeof Detection>;
+export type Transitions = CampaignResult['transitions'];
+
+export function decodeCampaignResult(name: string, json: unknown): { ok: true; value: CampaignResult } | { ok: false; errors: string[] } {
+  const r = CampaignResultCodec.decode(json);
+  if (isLeft(r)) return { ok: false, errors: [...new Set(formatErrors(r.left))].slice(0, 8).map((e) => `${name}: ${e}`) };
+  if (r.right.shard.index < 1 || r.right.shard.index > r.right.shard.count) return { ok: false, errors: [`${name}: shard.index: expected 1..${r.right.shard.count}, got ${r.right.shard.index}`] };
+  return { ok: true, value: r.right };
+}
+
+function addCounts(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Sorted keys, so merged results serialise identically whatever order the shards came in. */
+export function sortKeys<V>(r: Readonly<Record<string, V>>, compare?: (a: string, b: string) => number): Record<string, V> {
+  const out: Record<string, V> = {};
+  for (const k of Object.keys(r).sort(compare)) out[k] = r[k] as V;
+  return out;
+}
+
+export interface MergedCampaign {
+  readonly design: string;
+  readonly bug: string | null;
+  readonly machines: readonly string[];
+  readonly baseSeeds: readonly number[];
+  readonly shards: readonly string[];
+  /** Shards of an n-way split that are missing ("2/4"), when the shards say how many there are. */
+  readonly missingShards: readonly string[];
+  readonly result: CampaignResult;
+}
+
+/**
+ * Adds shard results of the same design and bug together. Detections keep the earliest global run
+ * (what a single machine running the runs in order would have met first).
+ */
+export function mergeResults(results: readonly CampaignResult[]): MergedCampaign[] {
+  const groups = new Map<string, CampaignResult[]>();
+  for (const r of results) {
+    const key = `${r.design}\u0000${r.bug ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const out: MergedCampaign[] = [];
+  for (const key of [...groups.keys()].sort()) {
+    const group = (groups.get(key) as CampaignResult[]).slice().sort((a, b) => a.baseSeed - b.baseSeed || a.shard.count - b.shard.count || a.shard.index - b.shard.index);
+    const first = group[0] as CampaignResult;
+    const kinds: Record<string, number> = {};
+    const returns: Record<string, Record<string, number>> = {};
+    const transitions = { host: {} as Record<string, number>, hyp: {} as Record<string, number>, guest: {} as Record<string, number> };
+    const checks: Record<string, CampaignResult['checks'][string]> = {};
+    let runs = 0, operations = 0, failedRuns = 0, panics = 0, wallMs = 0, shrinkMs = 0;
+    const counterexamples: Counterexample[] = [];
+    for (const r of group) {
+      runs += r.runs;
+      operations += r.operations;
+      failedRuns += r.failedRuns;
+      panics += r.panics;
+      wallMs = Math.max(wallMs, r.timings.wallMs);
+      shrinkMs += r.timings.shrinkMs;
+      addCounts(kinds, r.kinds);
+      for (const [k, v] of Object.entries(r.returns)) addCounts((returns[k] ??= {}), v);
+      addCounts(transitions.host, r.transitions.host);
+      addCounts(transitions.hyp, r.transitions.hyp);
+      addCounts(transitions.guest, r.transitions.guest);
+      for (const [name, c] of Object.entries(r.checks)) {
+        const prev = checks[name];
+        const earliest = prev?.first == null ? c.first : c.first === null || prev.first.run <= c.first.run ? prev.first : c.first;
+        checks[name] = { runs: (prev?.runs ?? 0) + c.runs, first: earliest };
+      }
+      counterexamples.push(...r.counterexamples);
+    }
+    const seen = new Set<string>();
+    const uniqueCounterexamples = counterexamples
+      .sort((a, b) => a.run - b.run || (a.check < b.check ? -1 : 1))
+      .filter((c) => {
+        const k = `${c.check}:${JSON.stringify(c.operations)}`;
+        if (seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      });
+    const shardNames = group.map((r) => `${r.shard.index}/${r.shard.count}`);
+    const missing: string[] = [];
+    for (const count of new Set(group.map((r) => r.shard.count))) {
+      for (let i = 1; i <= count; i++) if (!shardNames.includes(`${i}/${count}`)) missing.push(`${i}/${count}`);
+    }
+    const runsBudget = group.every((r) => r.budget.runs !== null) ? Math.max(...group.map((r) => r.budget.runs as number)) : null;
+    const result: CampaignResult = {
+      ...first,
+      shard: { index: 1, count: 1 },
+      budget: { runs: runsBudget, timeSeconds: first.budget.timeSeconds },
+      stoppedBy: group.some((r) => r.stoppedBy === 'interrupt') ? 'interrupt' : group.some((r) => r.stoppedBy === 'time') ? 'time' : 'runs',
+      runs,
+      operations,
+      failedRuns,
+      panics,
+      kinds: sortKeys(kinds),
+      returns: sortKeys(Object.fromEntries(Object.entries(returns).map(([k, v]) => [k, sortKeys(v)]))),
+      transitions: { host: sortKeys(transitions.host), hyp: sortKeys(transitions.hyp), guest: sortKeys(transitions.guest) },
+      checks: sortKeys(checks),
+      counterexamples: uniqueCounterexamples,
+      timings: { wallMs, shrinkMs, opsPerSecond: wallMs > 0 ? Math.round((operations / wallMs) * 1000) : 0 },
+    };
+    out.push({
+      design: first.design,
+      bug: first.bug,
+      machines: [...new Set(group.map((r) => r.machine))].sort(),
+      baseSeeds: [...new Set(group.map((r) => r.baseSeed))].sort((a, b) => a - b),
+      shards: shardNames,
+      missingShards: missing,
+      result,
+    });
+  }
+  return out;
+}
+
+/** JSON text with a stable layout (two-space indent, newline at the end). */
+export function resultText(r: CampaignResult): string {
+  return JSON.stringify(r, null, 2) + '\n';
+}

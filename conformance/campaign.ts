@@ -1,0 +1,277 @@
+/**
+ * A campaign: generated operation sequences run with every check, one per run number, for a
+ * number of runs or a time budget (ARCHITECTURE §8). Run r of a campaign with base seed b always
+ * generates the same sequence (seed `runSeed(b, r)`), whichever shard runs it: shard i of n
+ * (1-based) takes the run numbers ≡ i−1 (mod n), so a CI matrix splits a campaign without
+ * coordination and the merged result does not depend on how it was split.
+ *
+ * The first time a check fires, the failing sequence is shrunk by fast-check (same seed, so
+ * fast-check regenerates the very same sequence and then shrinks it) and then made 1-minimal by
+ * minimizeOperations. Later runs that fire the same check are only counted.
+ */
+import fc from 'fast-check';
+import { type ModelState, OPERATION_KINDS, guestState, initialState } from '../model/index.js';
+import { operationsArbitrary } from '../properties/arbitraries.js';
+import { OWNERSHIP_BUGS, type InjectedBug } from '../properties/bugs/ownership-bugs.js';
+import { type CheckName } from '../properties/checks.js';
+import { type MachineConfig, toModelConfig } from '../properties/machine.js';
+import { minimizeOperations } from '../properties/minimize.js';
+import { type RunOptions, type RunResult, runOperations } from '../properties/runner.js';
+import { type CampaignResult, type Counterexample, RESULT_FORMAT, sortKeys } from './campaign-result.js';
+import { findDesign } from './designs.js';
+import { type StepOp, allRecords, rederiveModel } from './trace.js';
+import { checkNames, compareRetNames, retName } from './names.js';
+import { runSeed } from './seeds.js';
+
+export interface CampaignSpec {
+  readonly design: string;
+  /** A name for the machine ("default", "small", "custom"). */
+  readonly machineName: string;
+  readonly machine: MachineConfig;
+  readonly maxOps: number;
+  readonly baseSeed: number;
+  /** 1-based. */
+  readonly shard: { readonly index: number; readonly count: number };
+  /** Total runs across all shards; this shard runs its share of them. */
+  readonly runs?: number;
+  readonly timeSeconds?: number;
+  /** Name of a test-only bug from OWNERSHIP_BUGS to inject. */
+  readonly bug?: string;
+}
+
+export interface CampaignProgress {
+  readonly runs: number;
+  readonly operations: number;
+  readonly failedRuns: number;
+  readonly counterexamples: number;
+  readonly elapsedMs: number;
+}
+
+/** What a found counterexample looks like before it is written anywhere. */
+export interface FoundCounterexample {
+  readonly check: string;
+  readonly run: number;
+  readonly seed: number;
+  readonly path: string;
+  readonly originalLength: number;
+  readonly operations: readonly StepOp[];
+}
+
+export interface CampaignHooks {
+  /** Which checks get a shrunk counterexample: all (default), none, or a list. */
+  readonly shrink?: 'all' | 'none' | readonly string[];
+  readonly onProgress?: (p: CampaignProgress) => void;
+  readonly progressEveryMs?: number;
+  /** Polled between runs; true stops the campaign cleanly (SIGINT). */
+  readonly shouldStop?: () => boolean;
+  /** Called as soon as a counterexample is shrunk; returns where it was written, if anywhere. */
+  readonly onCounterexample?: (c: FoundCounterexample) => string | null;
+  /** Milliseconds; injectable so tests can run a "timed" campaign without waiting. */
+  readonly clock?: () => number;
+}
+
+export function findBug(name: string): InjectedBug | undefined {
+  return OWNERSHIP_BUGS.find((b) => b.name === name);
+}
+
+/** The run options of a campaign's runs (its design, plus its test-only bug). */
+export function campaignRunOptions(spec: CampaignSpec, base: RunOptions): RunOptions {
+  const design = findDesign(spec.design);
+  if (design === undefined) throw new Error(`unknown design ${spec.design}`);
+  const bug = spec.bug === undefined ? undefined : findBug(spec.bug);
+  if (spec.bug !== undefined && bug === undefined) throw new Error(`unknown bug ${spec.bug}`);
+  return design.runOptions({ ...base, ...(bug === undefined ? {} : { inject: bug.inject }) });
+}
+
+/**
+ * fast-check biases generation by run index (small values early). A campaign run r replays
+ * fast-check's run `r mod 100` of its own seed, so campaigns see the same mix of biases as a
+ * 100-run property test, and the (seed, path) pair reproduces it with `fc.assert`.
+ */
+export function biasIndex(run: number): number {
+  return run % 100;
+}
+
+/** The sequence fast-check generates for `seed` at `path` (a run index): the one shrinking starts from. */
+export function generateRun(arb: fc.Arbitrary<StepOp[]>, seed: number, path: string): StepOp[] {
+  let value: StepOp[] | undefined;
+  fc.check(
+    fc.property(arb, (ops) => {
+      value = ops;
+    }),
+    { seed, path, numRuns: 1 },
+  );
+  if (value === undefined) throw new Error('fast-check generated nothing');
+  return value;
+}
+
+/** Does a run of `ops` report `check` at some step? (Checking `check` alone is the same question, faster.) */
+export function firesCheck(machine: MachineConfig, ops: readonly StepOp[], check: string, options: RunOptions): boolean {
+  const r = runOperations(machine, ops, { ...options, checks: new Set([check as CheckName]), continueAfterViolation: false });
+  return allRecords(r).some((s) => s.violations.some((v) => v.check === check));
+}
+
+/** fast-check's shrink from the same seed, then the flat 1-minimal pass. */
+export function shrinkCounterexample(machine: MachineConfig, arb: fc.Arbitrary<StepOp[]>, seed: number, path: string, check: string, options: RunOptions): { operations: StepOp[]; path: string; originalLength: number } | undefined {
+  const out = fc.check(
+    fc.property(arb, (ops) => !firesCheck(machine, ops, check, options)),
+    { seed, path, numRuns: 1 },
+  );
+  if (!out.failed || out.counterexample === null) return undefined;
+  const shrunk = out.counterexample[0];
+  const operations = minimizeOperations(shrunk, (candidate) => firesCheck(machine, candidate, check, options));
+  return { operations, path: out.counterexamplePath ?? path, originalLength: generateRun(arb, seed, path).length };
+}
+
+type Stats = Pick<CampaignResult, 'kinds' | 'returns' | 'transitions'>;
+
+function guestLeafStates(s: ModelState, handle: number): Map<number, string> {
+  const vm = s.vms.get(handle);
+  const out = new Map<number, string>();
+  if (vm === undefined) return out;
+  for (const gfn of vm.leaves.keys()) out.set(gfn, guestState(vm, gfn));
+  return out;
+}
+
+function countMapTransitions<V extends string>(a: ReadonlyMap<number, V>, b: ReadonlyMap<number, V>, absent: string, into: Record<string, number>): void {
+  if (a === b) return;
+  const bump = (from: string, to: string) => {
+    if (from !== to) into[`${from}>${to}`] = (into[`${from}>${to}`] ?? 0) + 1;
+  };
+  for (const [k, v] of a) bump(v, b.get(k) ?? absent);
+  for (const [k, v] of b) if (!a.has(k)) bump(absent, v);
+}
+
+/** Per-page state changes of one step, per component (guest: per stage-2 leaf). */
+export function countTransitions(before: ModelState, after: ModelState, into: Stats['transitions']): void {
+  if (before === after) return;
+  countMapTransitions(before.host, after.host, 'OWNED', into.host);
+  countMapTransitions(before.hyp, after.hyp, 'NOPAGE', into.hyp);
+  if (before.vms === after.vms) return;
+  for (const handle of new Set([...before.vms.keys(), ...after.vms.keys()])) {
+    if (before.vms.get(handle) === after.vms.get(handle)) continue;
+    countMapTransitions(guestLeafStates(before, handle), guestLeafStates(after, handle), 'NOPAGE', into.guest);
+  }
+}
+
+/**
+ * Model states are re-derived from the operations (the runner does not hand them out); calls the
+ * hypervisor makes on its own (an SMMU driver) are therefore not in the transition counts.
+ */
+function record(stats: Stats, machine: MachineConfig, result: RunResult): void {
+  const initial = initialState(toModelConfig(machine));
+  const model = rederiveModel(initial, result.steps.map((s) => s.op));
+  let before = initial;
+  for (const [i, step] of result.steps.entries()) {
+    const kind = step.op.kind;
+    stats.kinds[kind] = (stats.kinds[kind] ?? 0) + 1;
+    const byRet = (stats.returns[kind] ??= {});
+    const name = retName(kind, step.modelRet);
+    byRet[name] = (byRet[name] ?? 0) + 1;
+    const after = model[i] ?? before;
+    countTransitions(before, after, stats.transitions);
+    before = after;
+  }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Runs a campaign (or one shard of it). Async only so that SIGINT and progress get a turn. */
+export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {}): Promise<CampaignResult> {
+  if (spec.runs === undefined && spec.timeSeconds === undefined) throw new Error('a campaign needs a number of runs or a time budget');
+  const clock = hooks.clock ?? (() => performance.now());
+  const start = clock();
+  const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
+  const options = campaignRunOptions(spec, { continueAfterViolation: true });
+  const arb = operationsArbitrary(spec.machine, spec.maxOps);
+  const shrinkSet = hooks.shrink ?? 'all';
+  const wantsShrink = (check: string) => (shrinkSet === 'all' ? true : shrinkSet === 'none' ? false : shrinkSet.includes(check));
+  const stats: Stats = { kinds: {}, returns: {}, transitions: { host: {}, hyp: {}, guest: {} } };
+  const checks: CampaignResult['checks'] = {};
+  for (const c of checkNames()) checks[c] = { runs: 0, first: null };
+  const counterexamples: Counterexample[] = [];
+  let runs = 0, operations = 0, failedRuns = 0, panics = 0, shrinkMs = 0;
+  let stoppedBy: CampaignResult['stoppedBy'] = 'runs';
+  let lastYield = start;
+  let lastProgress = start;
+  const progressEvery = hooks.progressEveryMs ?? 250;
+  const progress = () => hooks.onProgress?.({ runs, operations, failedRuns, counterexamples: counterexamples.length, elapsedMs: clock() - start });
+  for (let k = 0; ; k++) {
+    const run = spec.shard.index - 1 + k * spec.shard.count;
+    if (spec.runs !== undefined && run >= spec.runs) {
+      stoppedBy = 'runs';
+      break;
+    }
+    if (deadline !== undefined && clock() >= deadline) {
+      stoppedBy = 'time';
+      break;
+    }
+    if (hooks.shouldStop?.() === true) {
+      stoppedBy = 'interrupt';
+      break;
+    }
+    const seed = runSeed(spec.baseSeed, run);
+    const path = String(biasIndex(run));
+    const ops = generateRun(arb, seed, path);
+    const result = runOperations(spec.machine, ops, options);
+    const opsBefore = operations;
+    runs++;
+    operations += result.steps.length;
+    record(stats, spec.machine, result);
+    if (result.steps.some((s) => s.systemRet === 'panic')) panics++;
+    const firedHere = new Map<string, number>();
+    for (const s of allRecords(result)) for (const v of s.violations) if (!firedHere.has(v.check)) firedHere.set(v.check, Math.max(0, s.index));
+    if (firedHere.size > 0) failedRuns++;
+    for (const [check, step] of firedHere) {
+      const c = (checks[check] ??= { runs: 0, first: null });
+      c.runs++;
+      if (c.first !== null) continue;
+      c.first = { run, seed, step, runsToDetection: runs, opsToDetection: opsBefore + step + 1 };
+      if (!wantsShrink(check)) continue;
+      const t0 = clock();
+      const shrunk = shrinkCounterexample(spec.machine, arb, seed, path, check, options);
+      shrinkMs += clock() - t0;
+      if (shrunk === undefined) continue; // flaky only if the system is nondeterministic: then say nothing
+      const found: FoundCounterexample = { check, run, seed, path: shrunk.path, originalLength: shrunk.originalLength, operations: shrunk.operations };
+      const file = hooks.onCounterexample?.(found) ?? null;
+      counterexamples.push({ ...found, operations: shrunk.operations as unknown as Record<string, unknown>[], file });
+    }
+    const now = clock();
+    if (now - lastProgress >= progressEvery) {
+      lastProgress = now;
+      progress();
+    }
+    if (now - lastYield >= 50) {
+      await yieldToEventLoop();
+      lastYield = clock();
+    }
+  }
+  progress();
+  const wallMs = clock() - start;
+  const kinds: Record<string, number> = {};
+  for (const kind of OPERATION_KINDS) kinds[kind] = stats.kinds[kind] ?? 0;
+  for (const [kind, n] of Object.entries(stats.kinds)) kinds[kind] = n;
+  return {
+    format: RESULT_FORMAT,
+    design: spec.design,
+    bug: spec.bug ?? null,
+    machine: spec.machineName,
+    maxOps: spec.maxOps,
+    baseSeed: spec.baseSeed,
+    shard: { index: spec.shard.index, count: spec.shard.count },
+    budget: { runs: spec.runs ?? null, timeSeconds: spec.timeSeconds ?? null },
+    stoppedBy,
+    runs,
+    operations,
+    failedRuns,
+    panics,
+    kinds: sortKeys(kinds),
+    returns: sortKeys(Object.fromEntries(Object.entries(stats.returns).map(([k, v]) => [k, sortKeys(v, compareRetNames)]))),
+    transitions: { host: sortKeys(stats.transitions.host), hyp: sortKeys(stats.transitions.hyp), guest: sortKeys(stats.transitions.guest) },
+    checks,
+    counterexamples,
+    timings: { wallMs: Math.round(wallMs), shrinkMs: Math.round(shrinkMs), opsPerSecond: wallMs > 0 ? Math.round((operations / wallMs) * 1000) : 0 },
+  };
+}

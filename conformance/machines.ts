@@ -1,0 +1,22 @@
+/** Machines by name for command lines; files carry the full machine description instead. */
+import { type MachineConfig, defaultMachine, smallMachine } from '../properties/machine.js';
+
+const MACHINES: ReadonlyMap<string, () => MachineConfig> = new Map([
+  ['default', defaultMachine],
+  ['small', smallMachine],
+]);
+
+export function machineNames(): string[] {
+  return [...MACHINES.keys()];
+}
+
+export function namedMachine(name: string): MachineConfig | undefined {
+  return MACHINES.get(name)?.();
+}
+
+/** The name of a known machine equal to `m`, else "custom". */
+export function machineLabel(m: MachineConfig): string {
+  const text = JSON.stringify(m);
+  for (const [name, make] of MACHINES) if (JSON.stringify(make()) === text) return name;
+  return 'custom';
+}
