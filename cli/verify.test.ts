@@ -37,7 +37,7 @@ describe('verify CLI', () => {
       [['--time', '5', '--runs', '3'], /--time and --runs exclude each other/],
       [['--seed', '-1'], /--seed needs a value|--seed: expected an integer/],
       [['--seed', 'abc'], /--seed: expected an integer in \[0, 2\^32\)/],
-      [['--machine', 'huge'], /--machine: expected one of default, small, got "huge"/],
+      [['--machine', 'huge'], /--machine: expected one of default, small, small-smmu, small-smmu-no-ats, small-smmu-hide-ats, got "huge"/],
       [['--bug', 'nope'], /--bug: unknown bug "nope" \(known: no-host-tlbi-on-donation/],
       [['--design', 'v9'], /--design: unknown design "v9" \(known: v6\)/],
       [['--runs', 'many'], /--runs: expected an integer in \[1, 1000000000\], got "many"/],

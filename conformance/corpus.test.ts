@@ -35,7 +35,8 @@ describe('regression corpus: every file under conformance/corpus/ reaches its ve
 
   it('runs every operation kind in files expected to pass, and asserts their return values', () => {
     const passing = entries.filter((e) => e.entry !== undefined && !isViolates(e.entry.expect)).map((e) => e.entry as CorpusEntry);
-    expect(new Set(passing.flatMap((e) => e.operations.map((o) => o.kind)))).toEqual(new Set(OPERATION_KINDS));
+    const kinds = new Set(passing.flatMap((e) => e.operations.map((o) => o.kind as string)));
+    for (const kind of OPERATION_KINDS) expect(kinds.has(kind), kind).toBe(true);
     expect(passing.every((e) => e.returns !== undefined)).toBe(true);
   });
 });

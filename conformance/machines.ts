@@ -1,9 +1,14 @@
 /** Machines by name for command lines; files carry the full machine description instead. */
-import { type MachineConfig, defaultMachine, smallMachine } from '../properties/machine.js';
+import { type MachineConfig, defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
 
 const MACHINES: ReadonlyMap<string, () => MachineConfig> = new Map([
   ['default', defaultMachine],
   ['small', smallMachine],
+  // The small machine with an SMMUv3, a plain device (sid 1) and an ATS-capable one (sid 2),
+  // driven by the series as read (ATS neither hidden nor invalidated).
+  ['small-smmu', () => smallMachineWithSmmu({ ats: true })],
+  ['small-smmu-no-ats', () => smallMachineWithSmmu({ ats: false })],
+  ['small-smmu-hide-ats', () => smallMachineWithSmmu({ ats: true, hideAts: true })],
 ]);
 
 export function machineNames(): string[] {

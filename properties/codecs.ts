@@ -6,6 +6,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { type Operation } from '../model/index.js';
 import { type MachineConfig } from './machine.js';
+import { type Step } from './runner.js';
 
 /** A u64 register value carried as a JSON number: an integer in [0, 2^64). */
 const U64Number = new t.Type<number, number, unknown>(
@@ -43,6 +44,30 @@ const OPERATION_CODECS = {
   host_access: op('host_access', { addr: U64Number, access: t.union([t.literal('read'), t.literal('write'), t.literal('exec')]) }),
 } as const;
 
+const U32Number = new t.Type<number, number, unknown>(
+  'u32',
+  (u): u is number => typeof u === 'number' && Number.isInteger(u) && u >= 0 && u < 2 ** 32,
+  (u, c) => (typeof u === 'number' && Number.isInteger(u) && u >= 0 && u < 2 ** 32 ? t.success(u) : t.failure(u, c, 'an integer in [0, 2^32)')),
+  t.identity,
+);
+const DmaAccessCodec = t.union([t.literal('read'), t.literal('write')]);
+const Words4 = t.tuple([U32Number, U32Number, U32Number, U32Number]);
+
+/** Hardware and host-SMMU steps (properties/dma.ts), one codec per kind. */
+const HARDWARE_CODECS = {
+  dma: op('dma', { sid: U32Number, addr: U64Number, access: DmaAccessCodec }),
+  ats_translate: op('ats_translate', { sid: U32Number, addr: U64Number }),
+  dma_translated: op('dma_translated', { sid: U32Number, addr: U64Number, access: DmaAccessCodec }),
+  smmu_speculative_fill: op('smmu_speculative_fill', { smmu: U32Number, sid: U32Number, addr: U64Number }),
+  smmu_evict: op('smmu_evict', { smmu: U32Number, cache: t.union([t.literal('tlb'), t.literal('walk'), t.literal('config'), t.literal('all')]), index: U32Number }),
+  smmu_consume: op('smmu_consume', { smmu: U32Number }),
+  host_attach_identity: op('host_attach_identity', { smmu: U32Number, sid: U32Number }),
+  host_mmio_write: op('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }),
+  host_mmio_read: op('host_mmio_read', { smmu: U32Number, offset: U32Number }),
+  host_write_ste: op('host_write_ste', { smmu: U32Number, sid: U32Number, words: Words4 }),
+  host_write_cmd: op('host_write_cmd', { smmu: U32Number, words: Words4 }),
+} as const;
+
 export const OperationCodec = t.union(Object.values(OPERATION_CODECS) as unknown as [t.Mixed, t.Mixed, ...t.Mixed[]]);
 
 const PageAligned = new t.Type<number, number, unknown>(
@@ -52,13 +77,31 @@ const PageAligned = new t.Type<number, number, unknown>(
   t.identity,
 );
 
-export const MachineConfigCodec = t.strict({
-  physShift: t.number,
-  memory: t.array(t.intersection([t.strict({ base: PageAligned, size: PageAligned }), t.partial({ nomap: t.boolean })])),
-  poolPages: t.number,
-  maxVms: t.number,
-  vmStructPages: t.number,
-});
+const SmmuConfigCodec = t.intersection([
+  t.strict({
+    base: PageAligned,
+    devices: t.array(t.strict({ sid: U32Number, ats: t.boolean })),
+    hostPages: t.tuple([PageAligned, PageAligned]),
+  }),
+  t.partial({
+    // Hardware features are checked by the SMMU model itself (resolveFeatures).
+    features: t.UnknownRecord,
+    mode: t.union([t.literal('strict'), t.literal('permissive')]),
+    driver: t.partial({ hideAts: t.boolean }),
+    hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
+  }),
+]);
+
+export const MachineConfigCodec = t.intersection([
+  t.strict({
+    physShift: t.number,
+    memory: t.array(t.intersection([t.strict({ base: PageAligned, size: PageAligned }), t.partial({ nomap: t.boolean })])),
+    poolPages: t.number,
+    maxVms: t.number,
+    vmStructPages: t.number,
+  }),
+  t.partial({ smmu: SmmuConfigCodec }),
+]);
 
 /** Formats io-ts errors as "path.to.field: expected X, got Y" lines. */
 export function formatErrors(errors: t.Errors): string[] {
@@ -88,22 +131,32 @@ export function decodeWith<A>(codec: t.Type<A, unknown, unknown>, input: unknown
   return { ok: true, value: r.right };
 }
 
-export function decodeOperation(input: unknown, path = ''): Decoded<Operation> {
+function decodeTagged<A>(codecs: Record<string, t.Mixed>, input: unknown, path: string): Decoded<A> {
   const at = (field: string) => (path === '' ? field : `${path}.${field}`);
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, errors: [`${path === '' ? '(root)' : path}: expected an operation object, got ${JSON.stringify(input)}`] };
   const kind = (input as { kind?: unknown }).kind;
-  const codec = typeof kind === 'string' ? (OPERATION_CODECS as Record<string, t.Mixed>)[kind] : undefined;
-  if (codec === undefined) return { ok: false, errors: [`${at('kind')}: expected one of ${Object.keys(OPERATION_CODECS).join(', ')}, got ${JSON.stringify(kind)}`] };
-  const r = decodeWith(codec as t.Type<Operation, unknown, unknown>, input);
+  const codec = typeof kind === 'string' ? codecs[kind] : undefined;
+  if (codec === undefined) return { ok: false, errors: [`${at('kind')}: expected one of ${Object.keys(codecs).join(', ')}, got ${JSON.stringify(kind)}`] };
+  const r = decodeWith(codec as t.Type<A, unknown, unknown>, input);
   return r.ok ? r : { ok: false, errors: r.errors.map((e) => (path === '' ? e : `${path}.${e}`)) };
 }
 
-/** Decodes an array of operations, naming the index of the first bad one. */
-export function decodeOperations(input: unknown, path = 'operations'): Decoded<Operation[]> {
+/** An ownership operation (the model's). */
+export function decodeOperation(input: unknown, path = ''): Decoded<Operation> {
+  return decodeTagged<Operation>(OPERATION_CODECS, input, path);
+}
+
+/** An ownership operation or a hardware / host-SMMU step. */
+export function decodeStep(input: unknown, path = ''): Decoded<Step> {
+  return decodeTagged<Step>({ ...OPERATION_CODECS, ...HARDWARE_CODECS }, input, path);
+}
+
+/** Decodes an array of steps, naming the index of the first bad one. */
+export function decodeOperations(input: unknown, path = 'operations'): Decoded<Step[]> {
   if (!Array.isArray(input)) return { ok: false, errors: [`${path}: expected an array of operations, got ${JSON.stringify(input)?.slice(0, 80)}`] };
-  const out: Operation[] = [];
+  const out: Step[] = [];
   for (const [i, item] of input.entries()) {
-    const r = decodeOperation(item, `${path}.${i}`);
+    const r = decodeStep(item, `${path}.${i}`);
     if (!r.ok) return r;
     out.push(r.value);
   }
