@@ -11,7 +11,8 @@ import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, chec
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
-import { type MachineConfig, toModelConfig, toSystemConfig } from './machine.js';
+import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
+import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
 
 /** One step of a run: an ownership operation (the model's) or a hardware / host-SMMU action. */
 export type Step = Operation | HardwareOperation;
@@ -35,6 +36,16 @@ export interface RunResult {
 export interface RunOptions {
   /** Replaces components of the booted system (test-only bug injection, properties/bugs/). */
   readonly inject?: (sys: System) => void;
+  /**
+   * Replaces components that only exist once the IOMMU is booted (the shadow idmap, the driver's
+   * queue, the host stage-2 idmap hook): called after bootIommu, before the first operation.
+   */
+  readonly afterBoot?: (sys: System) => void;
+  /**
+   * Driver knobs of a design variant (conformance/designs.ts, impl/hyp/design.ts), laid over the
+   * machine's `smmu.driver` before the system is composed; the machine JSON itself is unchanged.
+   */
+  readonly driver?: DriverOptions;
   /** Which checks to run; all by default. */
   readonly checks?: ReadonlySet<CheckName>;
   /** Keep going after a violation (for traces); default stops at the first. */
@@ -81,7 +92,7 @@ function applyInternalCalls(system: System, model: ModelState, violations: Viola
   return model;
 }
 
-export function bootPair(machine: MachineConfig, inject?: (sys: System) => void): { model: ModelState; system: System; bootViolations: Violation[] } {
+export function bootPair(machine: MachineConfig, inject?: (sys: System) => void, afterBoot?: (sys: System) => void): { model: ModelState; system: System; bootViolations: Violation[] } {
   const system = createSystem(toSystemConfig(machine));
   inject?.(system);
   let model = initialState(toModelConfig(machine));
@@ -91,6 +102,7 @@ export function bootPair(machine: MachineConfig, inject?: (sys: System) => void)
     if (r !== 0) bootViolations.push({ check: 'refinement_ret', message: `IOMMU boot failed with ${errnoName(r)}` });
     model = applyInternalCalls(system, model, bootViolations);
   }
+  afterBoot?.(system);
   return { model, system, bootViolations };
 }
 
@@ -101,7 +113,7 @@ function initialIdentity(system: System): IdentityStreams {
 
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
   const checks = options.checks ?? ALL_CHECKS;
-  const booted = bootPair(machine, options.inject);
+  const booted = bootPair(withDriverOptions(machine, options.driver), options.inject, options.afterBoot);
   let { model } = booted;
   const { system } = booted;
   const identity = initialIdentity(system);
@@ -117,7 +129,16 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const step = ops[index] as Step;
     if (isHardwareOperation(step)) {
       const violations: Violation[] = [];
-      const outcome = executeHardware(system, step, identity);
+      let outcome: ReturnType<typeof executeHardware>;
+      try {
+        outcome = executeHardware(system, step, identity);
+      } catch (e) {
+        if (!(e instanceof HypervisorPanic)) throw e;
+        const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: [{ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` }] };
+        steps.push(record);
+        failure ??= record;
+        break;
+      }
       model = applyInternalCalls(system, model, violations);
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));

@@ -24,6 +24,7 @@ import { dumpTable } from '../pgtable/table-dump.js';
 import { GuestVm, HANDLE_OFFSET, mkstate } from './guest-vm.js';
 import { HostStage2, PKVM_ID_GUEST, PKVM_ID_HOST, PKVM_ID_HYP, decodeGuestMeta, encodeGuestMeta } from './host-stage2.js';
 import { type HypMemcache, VmPagePool } from './memcache.js';
+import { HypervisorPanic } from './panic.js';
 import { type HypMemoryMap, add64 } from './memory-map.js';
 import {
   PAGE_SIZE,
@@ -71,8 +72,7 @@ export interface MmioEmulator {
   access(offset: number, write: boolean, value: number): Generator<YieldPoint, number, void>;
 }
 
-/** A bug the kernel would BUG()/WARN() on at EL2: a hypervisor panic. */
-export class HypervisorPanic extends Error {}
+export { HypervisorPanic } from './panic.js';
 
 export interface HypervisorConfig {
   readonly physShift: number;

@@ -5,6 +5,7 @@
  * 32-bit host→guest share count. Kept in typed arrays per memblock region.
  */
 import { type MemblockRegion } from './memory-map.js';
+import { HypervisorPanic } from './panic.js';
 
 export const PKVM_PAGE_OWNED = 0b00;
 export const PKVM_PAGE_SHARED_OWNED = 0b01;
@@ -47,8 +48,9 @@ export class Vmemmap {
     for (const r of this.regions) {
       if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) return [r, pfn - r.firstPfn];
     }
-    // Callers check `range_is_memory` first; reaching here is a hypervisor bug (a BUG() at EL2).
-    throw new Error(`hyp_page of pfn ${pfn.toString(16)} outside the vmemmap`);
+    // Callers check `range_is_memory` first; reaching here is a hypervisor bug (a BUG() at EL2),
+    // reported as a panic so a run with a broken check ends with a counterexample, not a crash.
+    throw new HypervisorPanic(`hyp_page of pfn ${pfn.toString(16)} outside the vmemmap`);
   }
 
   has(pfn: number): boolean {
