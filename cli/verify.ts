@@ -16,7 +16,7 @@ import { DEFAULT_DESIGN, designNames, findDesign } from '../conformance/designs.
 import { machineNames, namedMachine } from '../conformance/machines.js';
 import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
-import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { ALL_BUGS } from '../properties/bugs/index.js';
 import { runOperations } from '../properties/runner.js';
 import { intOption, parseArgs } from './args.js';
 
@@ -34,7 +34,7 @@ const USAGE = `usage: npm run verify -- [options]
   --shard i/n          run shard i of n (1-based): run numbers ≡ i-1 (mod n); give every shard the same --seed
   --max-ops N          operations per generated sequence at most (default ${DEFAULT_MAX_OPS})
   --machine NAME       ${machineNames().join(' | ')} (default: default)
-  --bug NAME           inject a test-only bug (${OWNERSHIP_BUGS.map((b) => b.name).join(', ')})
+  --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
@@ -88,7 +88,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   const machineName = v.get('machine') ?? 'default';
   if (namedMachine(machineName) === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
   const bug = v.get('bug');
-  if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${OWNERSHIP_BUGS.map((b) => b.name).join(', ')})` };
+  if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${ALL_BUGS.map((b) => b.name).join(', ')})` };
   const runs = intOption(v, 'runs', 1, 1e9);
   if (!runs.ok) return runs;
   const maxOps = intOption(v, 'max-ops', 1, 1000);

@@ -12,7 +12,8 @@
 import fc from 'fast-check';
 import { type ModelState, OPERATION_KINDS, guestState, initialState } from '../model/index.js';
 import { operationsArbitrary } from '../properties/arbitraries.js';
-import { OWNERSHIP_BUGS, type InjectedBug } from '../properties/bugs/ownership-bugs.js';
+import { type InjectedBug } from '../properties/bugs/ownership-bugs.js';
+import { findInjectedBug } from '../properties/bugs/index.js';
 import { type CheckName } from '../properties/checks.js';
 import { type MachineConfig, toModelConfig } from '../properties/machine.js';
 import { minimizeOperations } from '../properties/minimize.js';
@@ -35,7 +36,7 @@ export interface CampaignSpec {
   /** Total runs across all shards; this shard runs its share of them. */
   readonly runs?: number;
   readonly timeSeconds?: number;
-  /** Name of a test-only bug from OWNERSHIP_BUGS to inject. */
+  /** Name of a test-only bug from properties/bugs/ (ALL_BUGS) to inject. */
   readonly bug?: string;
 }
 
@@ -71,7 +72,7 @@ export interface CampaignHooks {
 }
 
 export function findBug(name: string): InjectedBug | undefined {
-  return OWNERSHIP_BUGS.find((b) => b.name === name);
+  return findInjectedBug(name);
 }
 
 /** The run options of a campaign's runs (its design, plus its test-only bug). */
@@ -80,7 +81,7 @@ export function campaignRunOptions(spec: CampaignSpec, base: RunOptions): RunOpt
   if (design === undefined) throw new Error(`unknown design ${spec.design}`);
   const bug = spec.bug === undefined ? undefined : findBug(spec.bug);
   if (spec.bug !== undefined && bug === undefined) throw new Error(`unknown bug ${spec.bug}`);
-  return design.runOptions({ ...base, ...(bug === undefined ? {} : { inject: bug.inject }) });
+  return design.runOptions({ ...base, ...(bug === undefined ? {} : { inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) }) });
 }
 
 /**

@@ -10,7 +10,7 @@
 import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { P, match } from 'ts-pattern';
-import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { ALL_BUGS } from '../properties/bugs/index.js';
 import { decodeMachine, decodeOperations, formatErrors } from '../properties/codecs.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { DEFAULT_DESIGN, designNames } from './designs.js';
@@ -91,7 +91,7 @@ function oneOf(what: string, names: () => readonly string[]): t.Type<string, str
 
 export const CheckNameText = oneOf('a check name', checkNames);
 const DesignName = oneOf('a design variant', designNames);
-const BugName = oneOf('an injected bug', () => OWNERSHIP_BUGS.map((b) => b.name));
+const BugName = oneOf('an injected bug', () => ALL_BUGS.map((b) => b.name));
 
 /** `{"passes": true}` or `{"violates": "<check>"}`, nothing else. */
 const VerdictCodec = new t.Type<Verdict, Verdict, unknown>(

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { findInjectedBug } from '../properties/bugs/index.js';
 import { type RunOptions, type RunResult, runOperations } from '../properties/runner.js';
 import { type CorpusEntry, type DecodedEntry, isViolates, parseCorpusText } from './corpus-format.js';
 import { findDesign } from './designs.js';
@@ -42,9 +42,10 @@ export function loadCorpusFile(path: string): DecodedEntry {
 export function entryRunOptions(entry: CorpusEntry, base: RunOptions = {}): RunOptions {
   const design = findDesign(entry.design);
   if (design === undefined) throw new Error(`unknown design ${entry.design}`); // the codec refuses these
-  const bug = entry.bug === undefined ? undefined : OWNERSHIP_BUGS.find((b) => b.name === entry.bug);
+  const bug = entry.bug === undefined ? undefined : findInjectedBug(entry.bug);
   const inject = bug?.inject ?? base.inject;
-  return design.runOptions({ ...base, ...(inject === undefined ? {} : { inject }) });
+  const afterBoot = bug?.afterBoot ?? base.afterBoot;
+  return design.runOptions({ ...base, ...(inject === undefined ? {} : { inject }), ...(afterBoot === undefined ? {} : { afterBoot }) });
 }
 
 export interface CorpusOutcome {

@@ -187,7 +187,7 @@ export function bootIommu(sys: System): number {
   if (r !== 0) return r;
   const f = parts.driver.features;
   if (f === undefined) return -22;
-  const idmap = new ShadowIdmap(sys.memory, sys.hyp.memoryMap, parts.pool, { oas: Math.min(48, f.oas), pgsizeBitmap: f.pgsizeBitmap }, parts.driver);
+  const idmap = new ShadowIdmap(sys.memory, sys.hyp.memoryMap, parts.pool, { oas: Math.min(48, f.oas), pgsizeBitmap: f.pgsizeBitmap, memoryBlocks: parts.driver.options.idmapMemoryBlocks === true }, parts.driver);
   parts.idmap = idmap;
   parts.driver.idmap = idmap;
   sys.hostS2.idmapHook = (start, end, prot) => idmap.onHostOwnershipChange(start, end, prot);

@@ -87,7 +87,12 @@ const SmmuConfigCodec = t.intersection([
     // Hardware features are checked by the SMMU model itself (resolveFeatures).
     features: t.UnknownRecord,
     mode: t.union([t.literal('strict'), t.literal('permissive')]),
-    driver: t.partial({ hideAts: t.boolean }),
+    driver: t.partial({
+      hideAts: t.boolean,
+      atcInvalidation: t.boolean,
+      invalidation: t.union([t.literal('range'), t.literal('vmid')]),
+      idmapMemoryBlocks: t.boolean,
+    }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),
 ]);

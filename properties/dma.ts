@@ -163,6 +163,11 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
     const pfn = (parts.hostDriver.smmuBase + off) / PAGE;
     if (model.host.get(pfn) !== 'NOPAGE') out.push({ check: 'dma_isolation', message: `SMMU register page 0x${pfn.toString(16)} is not the hypervisor's: host accesses reach the SMMU directly` });
   }
+  // Protection: the host's command queue and stream table, which the hypervisor reads while the
+  // emulated SMMU is enabled, stay pinned (else the host could unshare or donate them under it).
+  for (const pfn of [...parts.driver.host.pinnedCmdq, ...parts.driver.host.pinnedStrtab]) {
+    if ((model.pins.get(pfn) ?? 0) < 1) out.push({ check: 'dma_isolation', message: `host page 0x${pfn.toString(16)} that the hypervisor reads (command queue or stream table) is not pinned` });
+  }
   const tlb = parts.smmu.cachedTranslations();
   const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
   for (const pfn of [...forbidden, ...protectedPages(sys)]) {

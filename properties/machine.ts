@@ -4,6 +4,7 @@
  */
 import { type ModelConfig, defaultConfig } from '../model/index.js';
 import { type SmmuConfig, type SystemConfig } from '../impl/system.js';
+import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
 
 export interface MachineConfig {
   readonly physShift: number;
@@ -49,7 +50,7 @@ export function toSystemConfig(m: MachineConfig): SystemConfig {
  * sid 2 ATS-capable. The host driver keeps its queue and stream table in the last two pages of
  * the first RAM region.
  */
-export function smallMachineWithSmmu(options: { ats?: boolean; hideAts?: boolean; hookPlacement?: 'set-owner-only' | 'every-owner-change' } = {}): MachineConfig {
+export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hideAts?: boolean; hookPlacement?: 'set-owner-only' | 'every-owner-change' } = {}): MachineConfig {
   const m = smallMachine();
   const first = m.memory[0] as { base: number; size: number };
   const end = first.base + first.size;
@@ -58,7 +59,8 @@ export function smallMachineWithSmmu(options: { ats?: boolean; hideAts?: boolean
     smmu: {
       // Away from the MMIO pages the generators donate (0x9000, 0x9001).
       base: 0xc00_0000,
-      features: { ats: options.ats ?? true },
+      // RIL only when asked for, so the JSON of the existing named machines is unchanged.
+      features: { ats: options.ats ?? true, ...(options.ril === undefined ? {} : { ril: options.ril }) },
       devices: [
         { sid: 1, ats: false },
         { sid: 2, ats: options.ats ?? true },
@@ -68,4 +70,21 @@ export function smallMachineWithSmmu(options: { ats?: boolean; hideAts?: boolean
       hookPlacement: options.hookPlacement ?? 'every-owner-change',
     },
   };
+}
+
+/** `m` with `driver` laid over its SMMU's driver options (a design variant's knobs). */
+export function withDriverOptions(m: MachineConfig, driver: DriverOptions | undefined): MachineConfig {
+  if (driver === undefined || m.smmu === undefined || Object.keys(driver).length === 0) return m;
+  return { ...m, smmu: { ...m.smmu, driver: { ...m.smmu.driver, ...driver } } };
+}
+
+/**
+ * The representative hardware set of the design matrix (issue 6): range invalidation on/off ×
+ * an ATS-capable device or not, on the small SMMU machine. Other features (granules, OAS, BBML,
+ * 2-level stream table) stay configurable through `smmu.features`.
+ */
+export function representativeHardware(): { readonly name: string; readonly machine: MachineConfig }[] {
+  const out: { name: string; machine: MachineConfig }[] = [];
+  for (const ril of [true, false]) for (const ats of [true, false]) out.push({ name: `${ril ? 'ril' : 'no-ril'}/${ats ? 'ats' : 'no-ats'}`, machine: smallMachineWithSmmu({ ats, ril }) });
+  return out;
 }

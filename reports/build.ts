@@ -11,7 +11,7 @@ import { verdictText } from '../conformance/corpus-format.js';
 import { corpusName, listCorpusFiles, loadCorpusFile, replayEntry } from '../conformance/corpus.js';
 import { DEFAULT_DESIGN, DESIGNS } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
-import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { ALL_BUGS } from '../properties/bugs/index.js';
 import { type CoverageInfo } from './coverage.js';
 
 export interface ReportSettings {
@@ -97,7 +97,7 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
 
   const kill: KillRow[] = [];
   const t1 = clock();
-  for (const bug of OWNERSHIP_BUGS) {
+  for (const bug of ALL_BUGS) {
     const fromShards = merged.find((m) => m.design === DEFAULT_DESIGN && m.bug === bug.name);
     if (fromShards !== undefined) {
       kill.push({ bug: bug.name, description: bug.description, caughtBy: bug.caughtBy, source: 'merged', campaign: fromShards.result });
@@ -105,10 +105,12 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
     }
     let campaign: CampaignResult | null = null;
     if (settings.bugRuns !== null) {
-      const machine = namedMachine(settings.bugMachine);
-      if (machine === undefined) throw new Error(`unknown machine ${settings.bugMachine}`);
+      // DMA bugs live on a machine with an SMMU; the others on the report's bug machine.
+      const machineName = bug.machine ?? settings.bugMachine;
+      const machine = namedMachine(machineName);
+      if (machine === undefined) throw new Error(`unknown machine ${machineName}`);
       campaign = await runCampaign(
-        { design: DEFAULT_DESIGN, machineName: settings.bugMachine, machine, maxOps: settings.bugMaxOps, baseSeed: settings.bugSeed, shard: { index: 1, count: 1 }, runs: settings.bugRuns, bug: bug.name },
+        { design: bug.design ?? DEFAULT_DESIGN, machineName, machine, maxOps: settings.bugMaxOps, baseSeed: settings.bugSeed, shard: { index: 1, count: 1 }, runs: settings.bugRuns, bug: bug.name },
         { shrink: [bug.caughtBy] },
       );
     }

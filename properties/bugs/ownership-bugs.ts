@@ -15,6 +15,12 @@ export interface InjectedBug {
   readonly description: string;
   readonly caughtBy: CheckName;
   readonly inject: (sys: System) => void;
+  /** For bugs in components built by bootIommu (runner RunOptions.afterBoot). */
+  readonly afterBoot?: (sys: System) => void;
+  /** Named machine (conformance/machines.ts) the bug lives on; the small machine when absent. */
+  readonly machine?: string;
+  /** Design variant (conformance/designs.ts) the bug is written against; v6 when absent. */
+  readonly design?: string;
 }
 
 function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {

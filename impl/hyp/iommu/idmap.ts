@@ -27,6 +27,12 @@ export interface IdmapConfig {
   readonly oas: number;
   /** AND of every SMMU's page sizes; must include 4K (the CPU page size). */
   readonly pgsizeBitmap: number;
+  /**
+   * GKI style (design variant `block-idmap-with-split`): memory mapped with the largest blocks
+   * the range allows, and io-pgtable's legacy split of a block on partial unmap. The series maps
+   * memory page-granular so that an unmap never needs a split (§6.3).
+   */
+  readonly memoryBlocks?: boolean;
 }
 
 const PAGE = 4096;
@@ -46,6 +52,7 @@ export class ShadowIdmap {
   initialized = false;
   /** Map calls that failed (the series ignores them: "Map failures doesn't impact security"). */
   mapFailures = 0;
+  private readonly memoryBlocks: boolean;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -54,6 +61,7 @@ export class ShadowIdmap {
     config: IdmapConfig,
     private readonly tlb: IdmapTlbOps,
   ) {
+    this.memoryBlocks = config.memoryBlocks === true;
     this.cfg = {
       quirks: IO_PGTABLE_QUIRK_NO_WARN,
       pgsizeBitmap: config.pgsizeBitmap,
@@ -67,7 +75,7 @@ export class ShadowIdmap {
         tlbAddPage: (_gather, iova, granule) => this.tlb.invalidateRange(iova, granule, granule, true),
       },
     };
-    const pgtable = allocIoPgtableArmS2(this.cfg, memory, allocator);
+    const pgtable = allocIoPgtableArmS2(this.cfg, memory, allocator, { splitOnUnmap: this.memoryBlocks });
     if (pgtable === null) throw new Error('shadow idmap: io-pgtable allocation failed');
     this.pgtable = pgtable;
   }
@@ -80,7 +88,7 @@ export class ShadowIdmap {
     if (prot !== 0) {
       if ((prot & IOMMU_MMIO) === 0) prot |= IOMMU_CACHE;
       while (size > 0) {
-        const pgsize = (prot & IOMMU_MMIO) !== 0 ? this.largestPageSize(start, size) : PAGE;
+        const pgsize = (prot & IOMMU_MMIO) !== 0 || this.memoryBlocks ? this.largestPageSize(start, size) : PAGE;
         const { ret, mapped } = this.pgtable.mapPages(start, start, pgsize, Math.floor(size / pgsize), prot);
         start += mapped;
         size -= mapped;

@@ -54,6 +54,25 @@ const HOST_CMDQ_MAX_SHIFT = 19;
 export interface DriverOptions {
   /** Mask IDR0.ATS and force EATS = 0 in shadowed STEs (a design variant, not the series). */
   readonly hideAts?: boolean;
+  /**
+   * After every completed stage-2 invalidation, ATC_INV (whole span) for each stream whose
+   * shadowed STE enables ATS, then CMD_SYNC (design variant `v6-atc-inv`). The ATC_INV goes out
+   * only once the TLBI's CMD_SYNC completed, or the device could refill its ATC from a stale
+   * SMMU TLB entry (smmuv3-arch.md §3.5); per SID since ATC_INV cannot name a VMID (v6 review,
+   * PATCH 04/25, Mostafa Saleh 2026-05-11).
+   */
+  readonly atcInvalidation?: boolean;
+  /**
+   * 'range' (the series): range TLBI_S2_IPA; 'vmid': one TLBI_S12_VMALL for VMID 0 instead
+   * ("just wipe the VMID", v6 review, PATCH 04/25, Jason Gunthorpe 2026-05-06).
+   */
+  readonly invalidation?: 'range' | 'vmid';
+  /**
+   * GKI style idmap: host memory mapped with the largest block sizes, and blocks split on a
+   * partial unmap (the ≤ 6.13 io-pgtable split, which is not break-before-make; stage2-pgtable.md
+   * / io-pgtable-arm.ts `splitOnUnmap`). The series maps memory page-granular (§6.3).
+   */
+  readonly idmapMemoryBlocks?: boolean;
 }
 
 /** The host's view of the emulated SMMU: shadow registers the real SMMU never sees. */
@@ -78,13 +97,15 @@ export class HypSmmuDriver implements IdmapTlbOps {
   /** How the runner lets hardware act while the driver waits (ARCHITECTURE §4). */
   stepHardware: (point: YieldPoint) => void = () => undefined;
   idmap: ShadowIdmap | undefined;
+  /** Streams whose hardware STE ever had EATS != 0 (the ATC_INV targets of `atcInvalidation`). */
+  readonly atsStreams = new Set<number>();
 
   constructor(
     private readonly memory: PhysicalMemory,
     private readonly hyp: Hypervisor,
     readonly base: number,
     private readonly pool: TablePageAllocator,
-    private readonly options: DriverOptions = {},
+    readonly options: DriverOptions = {},
   ) {}
 
   private reg(offset: number): number {
@@ -181,14 +202,33 @@ export class HypSmmuDriver implements IdmapTlbOps {
 
   invalidateRange(iova: number, size: number, granule: number, leaf: boolean): void {
     if (!this.enabled() || this.features === undefined) return;
-    const cmds = buildS2RangeInvalidation({ ril: this.features.rangeInvalidation, minPageShift: 12, fullInvalidationFallback: false }, 0, iova, size, granule, leaf);
-    this.inline((this.cmdq as HypCmdq).issue(cmds, true));
-    this.inline((this.cmdq as HypCmdq).issue([{ kind: 'TLBI_NH_ALL', vmid: 0 }], true));
+    const cmdq = this.cmdq as HypCmdq;
+    if (this.options.invalidation === 'vmid') {
+      // One command wipes stage-2 and the nested stage-1 entries of VMID 0, so no TLBI_NH_ALL.
+      this.inline(cmdq.issue([{ kind: 'TLBI_S12_VMALL', vmid: 0 }], true));
+    } else {
+      const cmds = buildS2RangeInvalidation({ ril: this.features.rangeInvalidation, minPageShift: 12, fullInvalidationFallback: false }, 0, iova, size, granule, leaf);
+      this.inline(cmdq.issue(cmds, true));
+      this.inline(cmdq.issue([{ kind: 'TLBI_NH_ALL', vmid: 0 }], true));
+    }
+    this.invalidateAtcs();
   }
 
   invalidateAll(): void {
     if (!this.enabled()) return;
     this.inline((this.cmdq as HypCmdq).issue([{ kind: 'TLBI_S12_VMALL', vmid: 0 }], true));
+    this.invalidateAtcs();
+  }
+
+  /**
+   * `atcInvalidation`: called after the TLBI's CMD_SYNC completed. The ATC caches the result of
+   * both stages, so the stage-2 range does not bound what a nested stream cached: the whole span
+   * (Size 52) is invalidated, as the review suggests ("for the whole space").
+   */
+  private invalidateAtcs(): void {
+    if (this.options.atcInvalidation !== true || this.atsStreams.size === 0) return;
+    const cmds: Command[] = [...this.atsStreams].sort((a, b) => a - b).map((sid) => ({ kind: 'ATC_INV', sid, ssv: false, ssid: 0, global: false, size: 52, address: u64(0, 0) }));
+    this.inline((this.cmdq as HypCmdq).issue(cmds, true));
   }
 
   // --- hypervisor stream table ---
@@ -267,6 +307,11 @@ export class HypSmmuDriver implements IdmapTlbOps {
     if (typeof hostWords === 'number') return hostWords;
     const target = this.shadowSte(hostWords);
     if (typeof target === 'number') return target;
+    // Added before the STE write (a device may use ATS as soon as EATS is visible) and never
+    // removed: turning EATS off leaves the device's ATC as it was, so the stream keeps getting
+    // ATC_INV (the SMMU delivers it whatever the STE says, §3.5).
+    const shadow = decodeSte(target);
+    if (shadow.v && shadow.eats !== 0) this.atsStreams.add(sid);
     const at = yield* this.steAddress(sid);
     if (at < 0) return at;
     const cmdq = this.cmdq as HypCmdq;

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { main } from './zoo.js';
+
+function run(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('npm run zoo', () => {
+  it('--help prints the usage and exits 0', () => {
+    const r = run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/usage: npm run zoo/);
+  });
+
+  it('exits 2 on misuse', () => {
+    expect(run(['--runs', 'x']).code).toBe(2);
+    expect(run(['--bug', 'no-such-bug']).code).toBe(2);
+    expect(run(['--frobnicate']).code).toBe(2);
+    expect(run(['extra']).code).toBe(2);
+  });
+
+  it('prints one bug’s row of the kill matrix, and JSON with --json', () => {
+    const r = run(['--bug', 'donation-without-iommu-unmap', '--runs', '5']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\| donation-without-iommu-unmap \| small-smmu-no-ats \| dma_isolation \| caught \| search \| 1 \| 4 \| 2 \| yes \|/);
+    const j = run(['--bug', 'unpin-unchecked-count', '--runs', '3', '--json']);
+    expect(j.code).toBe(0);
+    const parsed = JSON.parse(j.out) as { rows: { bug: string; caught: boolean; foundBy: string }[] };
+    expect(parsed.rows).toEqual([expect.objectContaining({ bug: 'unpin-unchecked-count', caught: true, foundBy: 'trigger' })]);
+  });
+
+  it('lists a known escape without failing', () => {
+    const r = run(['--bug', 'cmd-sync-not-awaited', '--runs', '2']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/cmd-sync-not-awaited \(dma_isolation on small-smmu-no-ats\): not caught/);
+  });
+});

@@ -1,0 +1,148 @@
+/**
+ * Design variants of the pKVM SMMUv3 series as plain data (ARCHITECTURE §6, issue 6): each names
+ * the driver/idmap knobs it sets (consumed by `createSystem` / `bootIommu` through
+ * `SmmuConfig.driver`), why it exists (the reference section or review thread it comes from), and
+ * the checks it is expected to hold and to break. The verdicts are asserted by
+ * properties/designs.test.ts on the representative hardware set, so a surprise shows up as a
+ * failing test rather than a stale comment.
+ *
+ * Check names are plain strings here (impl/ does not depend on properties/); the conformance
+ * registry maps them onto the runner's checks.
+ */
+import { type DriverOptions } from './smmu-driver/driver.js';
+
+/** The hardware a declared verdict applies to; an absent field matches either value. */
+export interface VerdictCondition {
+  /** An ATS-capable device behind an SMMU with IDR0.ATS. */
+  readonly ats?: boolean;
+  /** IDR3.RIL (range invalidation; TTL hints honoured). */
+  readonly ril?: boolean;
+}
+
+const ALWAYS: VerdictCondition = {};
+
+export interface DeclaredVerdict {
+  readonly check: string;
+  readonly verdict: 'holds' | 'breaks';
+  readonly when: VerdictCondition;
+  /** What the counterexample (or the clean run) shows, for the verdict table. */
+  readonly why: string;
+}
+
+export interface DesignVariant {
+  readonly name: string;
+  /** One paragraph: the design, and the reference section / review thread it comes from. */
+  readonly rationale: string;
+  /** The knobs it sets; `{}` is the series as read. */
+  readonly knobs: DriverOptions;
+  readonly verdicts: readonly DeclaredVerdict[];
+}
+
+/** A variant the issue names but that is not composed yet, and why. */
+export interface DeclaredVariant {
+  readonly name: string;
+  readonly rationale: string;
+  readonly notBuiltBecause: string;
+}
+
+/** The checks every variant keeps on the representative hardware (all but the DMA ones). */
+const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting'] as const).map((check) => ({
+  check,
+  verdict: 'holds' as const,
+  when: ALWAYS,
+  why: 'the ownership side is unchanged by the IOMMU design',
+}));
+
+const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
+  { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
+  // The matrix workload schedules no hardware inside hypercalls, so this verdict is vacuous there;
+  // interleavings are explored by properties/dma.test.ts and the campaigns.
+  { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'not exercised by the matrix workload (no interleaving schedule)' },
+];
+
+export const DESIGN_VARIANTS: readonly DesignVariant[] = [
+  {
+    name: 'v6',
+    rationale:
+      'The SER-T&E series as read (pkvm-host-s2-iommu.md §6.2–§6.10): a shadow stage-2 identity map (VMID 0) with memory mapped page-granular and MMIO with blocks; after each unmap a range TLBI_S2_IPA (RIL when IDR3.RIL, smmuv3-arch.md §3.4) + CMD_SYNC, then TLBI_NH_ALL + CMD_SYNC. ATS is neither hidden from the host nor invalidated: "this seires doesn\'t deal with ATS, which I think is wrong" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11).',
+    knobs: {},
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'an ATS device keeps a translation in its ATC after the host donates the page' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'without ATS, the TLBIs after each unmap remove every stale SMMU TLB entry' },
+    ],
+  },
+  {
+    name: 'v6-hide-ats',
+    rationale:
+      'The review\'s first way out: "or just hide ATS support from host for now" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). IDR0.ATS is masked in the emulated register and EATS forced to 0 in every shadowed STE (pkvm-host-s2-iommu.md §6.10 table), so no device can obtain a translation to cache.',
+    knobs: { hideAts: true },
+    verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'no ATC is ever filled' }],
+  },
+  {
+    name: 'v6-atc-inv',
+    rationale:
+      'The review\'s other way out: "we have to issue CMDQ_OP_ATC_INV for the whole space on every S2 invalidation which has to be done per-SID and as it can\'t be done by VMID" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). After each stage-2 invalidation has completed (its CMD_SYNC), ATC_INV Size 52 for every stream whose shadowed STE enabled ATS, then CMD_SYNC — in that order, or the device could refill from a stale SMMU TLB entry (smmuv3-arch.md §3.5).',
+    knobs: { atcInvalidation: true },
+    verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'every ATC entry is dropped before the donation returns' }],
+  },
+  {
+    name: 'vmid-wide-invalidation',
+    rationale:
+      '"Not every device, just wipe the VMID. If you say it is rare then keep it simple" (v6 review, PATCH 04/25, Jason Gunthorpe, 2026-05-06): one TLBI_S12_VMALL for VMID 0 + CMD_SYNC instead of the range TLBIs and TLBI_NH_ALL. Safe for the SMMU TLB (smmuv3-arch.md §3.3) at the price of collateral invalidation; the ATC is still not invalidated, so with ATS it keeps the v6 finding.',
+    knobs: { invalidation: 'vmid' },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'a VMID-wide TLBI does not reach a device ATC' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'the VMID-wide TLBI removes every stale SMMU TLB entry' },
+    ],
+  },
+  {
+    name: 'block-idmap-with-split',
+    rationale:
+      'GKI-style idmap: memory mapped with the largest blocks the range allows, and a block split by io-pgtable on partial unmap (`arm_lpae_split_blk_unmap`, ≤ 6.13; stage2-pgtable.md, io-pgtable-arm.ts `splitOnUnmap`). The series maps memory page-granular precisely to avoid the split (pkvm-host-s2-iommu.md §6.3): the legacy split replaces a live block by a table without break-before-make (smmuv3-arch.md §6.2). ATS handling is the series\' (neither hidden nor invalidated).',
+    knobs: { idmapMemoryBlocks: true },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC finding of v6 is unchanged' },
+      {
+        check: 'dma_isolation',
+        verdict: 'breaks',
+        when: { ril: true },
+        why: 'the split invalidates only the unmapped page, as a leaf at level 3 (tlb_add_page with the 4K granule → TTL 3); with RIL the SMMU may keep the cached level-2 block, which still reaches the donated page',
+      },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false, ril: false }, why: 'without RIL the TLBI carries no TTL and removes the cached block too' },
+    ],
+  },
+];
+
+export const DECLARED_NOT_BUILT: readonly DeclaredVariant[] = [
+  {
+    name: 'shared-cpu-s2',
+    rationale:
+      'The SMMU walks the host CPU stage-2 directly (STE S2TTB = host stage-2 PGD, VMID 0, the host VTCR; no idmap), lazily populated and with break-before-make on block splits. Expected to break dma_availability: IO faults on host pages not yet faulted in by the CPU, and during break-before-make windows.',
+    notBuiltBecause:
+      'needs the STE shadowing to point at the host stage-2 (whose descriptors carry pKVM software bits the SMMU must ignore), TLB maintenance from the host stage-2 unmap paths, and an availability check that accepts only the lazily-populated faults; out of this session\'s time budget.',
+  },
+  {
+    name: 'shared-cpu-s2-prepopulated',
+    rationale: 'shared-cpu-s2 with the host stage-2 fully populated at boot; expected to still break availability during block splits on donation.',
+    notBuiltBecause: 'builds on shared-cpu-s2.',
+  },
+];
+
+export function designVariant(name: string): DesignVariant | undefined {
+  return DESIGN_VARIANTS.find((v) => v.name === name);
+}
+
+/**
+ * The verdicts a variant declares for one hardware configuration. When two match for one check,
+ * "breaks" wins: one counterexample is enough.
+ */
+export function declaredVerdicts(variant: DesignVariant, hw: { readonly ats: boolean; readonly ril: boolean }): DeclaredVerdict[] {
+  const matching = variant.verdicts.filter((v) => (v.when.ats === undefined || v.when.ats === hw.ats) && (v.when.ril === undefined || v.when.ril === hw.ril));
+  return matching.filter((v) => v.verdict === 'breaks' || !matching.some((o) => o.check === v.check && o.verdict === 'breaks'));
+}

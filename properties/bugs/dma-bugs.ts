@@ -1,0 +1,328 @@
+/**
+ * Test-only bug injections for the DMA-isolation layer (the bug zoo, issue #6 item 3; ARCHITECTURE
+ * §6: never flags in impl/). Each replaces ONE component of a system — before boot through
+ * `inject`, or, for what bootIommu builds (the shadow idmap, its hook, the driver's queue), after
+ * boot through `afterBoot` — with a mistake taken from the series' history or the reference bug
+ * classes (pkvm-host-s2-iommu.md §8, smmuv3-arch.md §3.4–3.5), and names the check that must
+ * catch it. `trigger` is a short hand-written sequence that exposes the bug (the zoo also runs a
+ * fixed-seed random search).
+ */
+import { EINVAL } from '../../impl/arch/errno.js';
+import { type Command } from '../../impl/arch/smmu/commands.js';
+import { STE_CONFIG, decodeSte, encodeSte, steFields } from '../../impl/arch/smmu/ste.js';
+import { type Hypercall, type YieldPoint } from '../../impl/hyp/hypervisor.js';
+import { type HypCmdq } from '../../impl/hyp/smmu-driver/cmdq.js';
+import { type HypSmmuDriver } from '../../impl/hyp/smmu-driver/driver.js';
+import { type IommuParts, type System } from '../../impl/system.js';
+import { type ScheduledHardware, type Step } from '../runner.js';
+import { type InjectedBug } from './ownership-bugs.js';
+
+export interface ZooBug extends InjectedBug {
+  /** A short sequence that shows the bug (caught by `caughtBy` with the bug, clean without). */
+  readonly trigger: readonly Step[];
+  /** Hardware actions at the trigger's yield points (RunOptions.schedule). */
+  readonly triggerSchedule?: readonly ScheduledHardware[];
+}
+
+const PAGE = 4096;
+const P = 0x40000; // first page of the small machine's RAM
+
+function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
+  Object.defineProperty(target, key, { value, configurable: true, writable: true });
+}
+
+function parts(sys: System): IommuParts {
+  if (sys.iommu === undefined) throw new Error('this bug needs a machine with an SMMU');
+  return sys.iommu;
+}
+
+type Issue = HypCmdq['issue'];
+
+/**
+ * While `during` runs (one driver method), the driver's queue issues `rewrite(commands)` instead
+ * of what the driver built: the smallest replacement that models a wrong command encoding.
+ */
+function withRewrittenCommands<A extends unknown[], R>(driver: HypSmmuDriver, during: (...args: A) => R, rewrite: (cmds: readonly Command[], sync: boolean) => { cmds: Command[]; sync: boolean; wait: boolean }): (...args: A) => R {
+  return (...args: A): R => {
+    const cmdq = driver.cmdq;
+    if (cmdq === undefined) return during(...args);
+    const real: Issue = cmdq.issue.bind(cmdq);
+    replace(cmdq, 'issue', function* (cmds: readonly Command[], sync: boolean): Generator<YieldPoint, number, void> {
+      const r = rewrite(cmds, sync);
+      if (r.wait) return yield* real(r.cmds, r.sync);
+      // Publish (the generator runs up to its first yield, just after the CMDQ_PROD write) and
+      // return at once: nothing lets the SMMU consume before the caller goes on.
+      real(r.cmds, r.sync).next();
+      return 0;
+    });
+    try {
+      return during(...args);
+    } finally {
+      replace(cmdq, 'issue', real);
+    }
+  };
+}
+
+/** Wraps the idmap's TLB maintenance (driver.invalidateRange) with rewritten commands. */
+function rewriteIdmapTlbi(rewrite: (cmds: readonly Command[], sync: boolean, leaf: boolean) => { cmds: Command[]; sync: boolean; wait: boolean }, forceLeaf?: boolean) {
+  return (sys: System): void => {
+    const driver = parts(sys).driver;
+    const real = driver.invalidateRange.bind(driver);
+    replace(driver, 'invalidateRange', (iova: number, size: number, granule: number, leaf: boolean) =>
+      withRewrittenCommands(driver, () => real(iova, size, granule, forceLeaf ?? leaf), (cmds, sync) => rewrite(cmds, sync, leaf))(),
+    );
+  };
+}
+
+/** Replaces the host stage-2 idmap hook (installed by bootIommu) by one that drops some calls. */
+function dropIdmapHookCalls(drop: (prot: number) => boolean) {
+  return (sys: System): void => {
+    const hook = sys.hostS2.idmapHook;
+    sys.hostS2.idmapHook = (s, e, prot) => (drop(prot) ? undefined : hook?.(s, e, prot));
+  };
+}
+
+/** DMA to a page fills the SMMU TLB; the donation must remove that entry before returning. */
+const staleTlbAfterDonation: Step[] = [
+  { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+  { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
+];
+
+const mapThenReturn: Step[] = [
+  { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
+  { kind: 'hyp_donate_host', pfn: P + 2, nrPages: 1 },
+  { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+];
+
+export const DMA_BUGS: readonly ZooBug[] = [
+  {
+    name: 'tlbi-wrong-ttl',
+    description: 'leaf TLBI_S2_IPA carries TTL = 2 (level 2) for 4K leaf entries: the level-3 TLB entry of the donated page survives',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: cmds.map((c) => (c.kind === 'TLBI_S2_IPA' && c.leaf && c.ttl === 3 ? { ...c, ttl: 2 } : c)), sync, wait: true })),
+    trigger: staleTlbAfterDonation,
+  },
+  {
+    name: 'no-tlbi-on-idmap-unmap',
+    description: 'the idmap unmap clears the PTE but its per-page flush (tlb_add_page) issues nothing: the SMMU TLB keeps the donated page',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: cmds.filter((c) => c.kind !== 'TLBI_S2_IPA'), sync, wait: true })),
+    trigger: staleTlbAfterDonation,
+  },
+  {
+    name: 'donation-without-iommu-unmap',
+    description: 'the host_stage2_idmap hook ignores unmap calls (prot 0): a donated page stays in the shadow idmap',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: dropIdmapHookCalls((prot) => prot === 0),
+    trigger: [{ kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 }],
+  },
+  {
+    name: 'return-without-iommu-map',
+    description: 'the host_stage2_idmap hook ignores map calls: a page given back to the host stays unreachable by DMA',
+    caughtBy: 'dma_availability',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: dropIdmapHookCalls((prot) => prot !== 0),
+    trigger: mapThenReturn,
+  },
+  {
+    name: 'snapshot-flag-inverted',
+    description: 'the v4 bug (bug class 6): kvm_idmap_initialized = !!ret, so after a successful snapshot the hook never forwards an ownership change',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => {
+      const idmap = parts(sys).idmap;
+      // snapshot() returned 0; the v4 code stored !!ret.
+      if (idmap !== undefined) idmap.initialized = false;
+    },
+    trigger: [{ kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 }],
+  },
+  {
+    name: 'hook-only-on-set-owner',
+    description: 'the idmap hook is called from host_stage2_set_owner_locked only (the v4 placement): a page donated to a guest through set_owner_metadata stays DMA-mapped',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: (sys) => replace(sys.hostS2, 'hookPlacement', 'set-owner-only'),
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: P + 5, gfn: 3, vm: 1 },
+    ],
+  },
+  {
+    name: 'smmu-mmio-not-donated',
+    description: 'the driver skips donating the first page of its register frame: the host keeps direct access to the SMMU',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: (sys) => {
+      const hyp = sys.hyp;
+      const original = hyp.internal.bind(hyp);
+      let skipped = false;
+      replace(hyp, 'internal', function* (op: Parameters<typeof original>[0], call: Hypercall): Hypercall {
+        if (!skipped && op.kind === 'host_donate_hyp_mmio') {
+          skipped = true;
+          return 0;
+        }
+        return yield* original(op, call);
+      });
+    },
+    trigger: [{ kind: 'dma', sid: 1, addr: P * PAGE, access: 'read' }],
+  },
+  {
+    name: 'bypass-ste-not-translated',
+    description: 'the re-shadow keeps a host bypass STE as bypass instead of stage-2 over the shadow idmap: the device reaches every page',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: (sys) => {
+      const driver = parts(sys).driver;
+      const real = driver.shadowSte.bind(driver);
+      replace(driver, 'shadowSte', (hostWords: Parameters<typeof real>[0]) => {
+        const host = decodeSte(hostWords);
+        if (host.v && host.config === STE_CONFIG.BYPASS) return encodeSte(steFields({ ...host }));
+        return real(hostWords);
+      });
+    },
+    trigger: [
+      { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
+      { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+    ],
+  },
+  {
+    name: 'host-queue-not-pinned',
+    description: 'CR0.CMDQEN shares the host command queue but does not pin it: the host can unshare or donate the page the hypervisor reads commands from',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: (sys) => {
+      const hyp = sys.hyp;
+      const original = hyp.internal.bind(hyp);
+      replace(hyp, 'internal', function* (op: Parameters<typeof original>[0], call: Hypercall): Hypercall {
+        // Skipped calls are not recorded: the model sees what the buggy driver did.
+        if (op.kind === 'hyp_pin_shared_mem' || op.kind === 'hyp_unpin_shared_mem') return 0;
+        return yield* original(op, call);
+      });
+    },
+    trigger: [{ kind: 'host_unshare_hyp', pfn: (0x4080_0000 - 0x2000) / PAGE }],
+  },
+  {
+    name: 'unpin-unchecked-count',
+    description: 'hyp_unpin_shared_mem does not check the pin count: unpinning a page that is not pinned succeeds (EINVAL expected)',
+    caughtBy: 'refinement_ret',
+    inject: (sys) => {
+      const hyp = sys.hyp;
+      const real = hyp.hypUnpinSharedMem.bind(hyp);
+      replace(hyp, 'hypUnpinSharedMem', function* (pfn: number, nrPages: number): Hypercall {
+        const r = yield* real(pfn, nrPages);
+        return r === -EINVAL && hyp.pfnRangeIsValid(pfn, nrPages) ? 0 : r;
+      });
+    },
+    trigger: [
+      { kind: 'host_share_hyp', pfn: P },
+      { kind: 'hyp_unpin_shared_mem', pfn: P, nrPages: 1 },
+    ],
+  },
+  {
+    name: 'pfn-range-overflow',
+    description: 'pfn_range_is_valid computes pfn + nr_pages in 64-bit physical addresses and lets a wrapping range through',
+    caughtBy: 'refinement_ret',
+    inject: (sys) => {
+      const hyp = sys.hyp;
+      const real = hyp.pfnRangeIsValid.bind(hyp);
+      replace(hyp, 'pfnRangeIsValid', (pfn: number, nrPages: number) => {
+        const end = (pfn + nrPages) % 2 ** 52;
+        return real(pfn, 0) && (end <= pfn ? true : real(pfn, nrPages));
+      });
+    },
+    // Found by the search: the range wraps to below pfn, the later state check answers -EPERM.
+    trigger: [{ kind: 'host_unshare_ffa', pfn: 0xffffff, nrPages: 18446744073709548000 }],
+  },
+  {
+    name: 'atc-inv-before-tlbi-sync',
+    description: 'the v6-atc-inv design with ATC_INV issued before the stage-2 TLBI completed: a translation request in between refills the ATC from the stale SMMU TLB entry (smmuv3-arch.md §3.5)',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu',
+    design: 'v6-atc-inv',
+    inject: () => undefined,
+    afterBoot: (sys) => {
+      const driver = parts(sys).driver as unknown as { invalidateRange: HypSmmuDriver['invalidateRange']; invalidateAtcs: (iova: number, size: number) => void };
+      const real = driver.invalidateRange.bind(driver);
+      const atcs = driver.invalidateAtcs.bind(driver);
+      replace(driver, 'invalidateRange', (iova: number, size: number, granule: number, leaf: boolean) => {
+        atcs(iova, size);
+        replace(driver, 'invalidateAtcs', () => undefined);
+        try {
+          real(iova, size, granule, leaf);
+        } finally {
+          replace(driver, 'invalidateAtcs', atcs);
+        }
+      });
+    },
+    trigger: [
+      { kind: 'ats_translate', sid: 2, addr: P * PAGE },
+      { kind: 'host_donate_hyp', pfn: P, nrPages: 1 },
+    ],
+    // The device asks for a translation at every yield point of the donation.
+    triggerSchedule: Array.from({ length: 16 }, () => ({ kind: 'ats_translate' as const, sid: 2, addr: P * PAGE })),
+  },
+];
+
+/**
+ * Bugs from the zoo's list that NO check catches today (findings about the checks, README
+ * "Bug zoo"); kept out of DMA_BUGS so `npm run zoo` fails only on a regression.
+ */
+export const ESCAPING_BUGS: readonly ZooBug[] = [
+  {
+    name: 'annotation-erased-by-enomem-recovery',
+    description: 'bug class 5: the -ENOMEM recovery (host_stage2_unmap_dev_all) unmaps annotated MMIO too, so a page donated to the hypervisor goes back to the host on its next fault',
+    caughtBy: 'host_cpu_isolation',
+    inject: (sys) => {
+      const pgt = sys.hostS2.pgt as unknown as { config: Record<string, unknown> };
+      replace(pgt, 'config', { ...pgt.config, unmapRefusesAnnotations: false });
+    },
+    trigger: [],
+  },
+  {
+    name: 'cmd-sync-not-awaited',
+    description: 'the idmap TLB maintenance publishes TLBI + CMD_SYNC and returns without polling for the sync: the hypercall returns while the SMMU TLB still holds the donated page',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: [...cmds], sync, wait: false })),
+    trigger: staleTlbAfterDonation,
+  },
+  {
+    name: 'no-cfgi-ste-after-write',
+    description: 'the re-shadow writes the new STE but never issues CFGI_STE: the SMMU keeps using the cached configuration',
+    caughtBy: 'dma_availability',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => {
+      const driver = parts(sys).driver;
+      const real = driver.reshadowSte.bind(driver);
+      replace(driver, 'reshadowSte', function* (sid: number, leaf: boolean): Generator<YieldPoint, number, void> {
+        const cmdq = driver.cmdq;
+        if (cmdq === undefined) return yield* real(sid, leaf);
+        const issue: Issue = cmdq.issue.bind(cmdq);
+        replace(cmdq, 'issue', (cmds: readonly Command[], sync: boolean) => issue(cmds.filter((c) => c.kind !== 'CFGI_STE'), sync));
+        try {
+          return yield* real(sid, leaf);
+        } finally {
+          replace(cmdq, 'issue', issue);
+        }
+      });
+    },
+    // The host aborts sid 1 (the SMMU caches the abort STE on the next DMA), then puts it back
+    // to bypass: without CFGI_STE the cached abort stays and identity DMA faults.
+    trigger: [
+      { kind: 'host_write_ste', smmu: 0, sid: 1, words: [1, 0, 0, 0] },
+      { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+      { kind: 'host_write_ste', smmu: 0, sid: 1, words: [9, 0, 0, 0] },
+      { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+    ],
+  },
+];

@@ -1,0 +1,215 @@
+/**
+ * The design verdict matrix (issue 6 items 1–2): every built design variant on the representative
+ * hardware set, explored on one generated workload (fixed seed, bounded runs), with the checks
+ * each run violated and the costs each variant pays per donation. Shared by
+ * properties/designs.test.ts (which asserts the declared verdicts) and cli/verdicts.ts (which
+ * prints the table kept in README).
+ */
+import fc from 'fast-check';
+import { DESIGN_VARIANTS, type DesignVariant, declaredVerdicts } from '../impl/hyp/design.js';
+import { type System } from '../impl/system.js';
+import { operationsArbitrary } from './arbitraries.js';
+import { type CheckName } from './checks.js';
+import { type MachineConfig, representativeHardware } from './machine.js';
+import { ALL_CHECKS, type Step, runOperations } from './runner.js';
+
+/**
+ * Steps that lead to findings every variant shares, left out of the workload so that a variant's
+ * verdict is about its own design (the same filter as properties/dma.test.ts): MMIO donated after
+ * the snapshot (the idmap's MMIO blocks are never split), and the host clearing CR0 (offset 0x20),
+ * which makes every variant skip its TLB maintenance while the SMMU is off.
+ */
+export function notASharedFinding(o: Step): boolean {
+  return o.kind !== 'host_donate_hyp_mmio' && !(o.kind === 'host_mmio_write' && o.offset === 0x20);
+}
+
+export interface MatrixBudget {
+  readonly seed: number;
+  readonly runs: number;
+  readonly maxOps: number;
+}
+
+export const DEFAULT_BUDGET: MatrixBudget = { seed: 20261122, runs: 40, maxOps: 30 };
+
+/** The fixed workload: the same operation lists for every variant on one machine. */
+export function workload(machine: MachineConfig, budget: MatrixBudget): Step[][] {
+  const arb = operationsArbitrary(machine, budget.maxOps).map((ops) => ops.filter(notASharedFinding));
+  return fc.sample(arb, { seed: budget.seed, numRuns: budget.runs });
+}
+
+export interface CheckOutcome {
+  /** Runs (of the workload) in which the check was violated. */
+  readonly violatedRuns: number;
+  /** Index of the first such run, and its operations up to the violating step. */
+  readonly firstRun: number | undefined;
+  readonly counterexample: readonly Step[] | undefined;
+  readonly message: string | undefined;
+}
+
+export interface Exploration {
+  readonly checks: ReadonlyMap<CheckName, CheckOutcome>;
+  readonly runs: number;
+  readonly operations: number;
+  readonly millis: number;
+}
+
+/**
+ * Runs the workload under a variant with every check, continuing after violations so one pass
+ * yields a verdict for every check (a run is cut at a hypervisor panic, which refinement_ret
+ * reports).
+ */
+export function explore(variant: DesignVariant, machine: MachineConfig, ops: readonly Step[][]): Exploration {
+  const found = new Map<CheckName, { violatedRuns: number; firstRun: number | undefined; counterexample: Step[] | undefined; message: string | undefined }>();
+  for (const c of ALL_CHECKS) found.set(c, { violatedRuns: 0, firstRun: undefined, counterexample: undefined, message: undefined });
+  let operations = 0;
+  const start = performance.now();
+  ops.forEach((run, runIndex) => {
+    const r = runOperations(machine, run, { driver: variant.knobs, continueAfterViolation: true });
+    operations += r.steps.length;
+    const seen = new Set<CheckName>();
+    for (const s of r.steps) {
+      for (const v of s.violations) {
+        const entry = found.get(v.check);
+        if (entry === undefined || seen.has(v.check)) continue;
+        seen.add(v.check);
+        entry.violatedRuns++;
+        if (entry.firstRun === undefined) {
+          entry.firstRun = runIndex;
+          entry.counterexample = run.slice(0, s.index + 1);
+          entry.message = v.message;
+        }
+      }
+    }
+  });
+  return { checks: found, runs: ops.length, operations, millis: performance.now() - start };
+}
+
+export interface Costs {
+  readonly donations: number;
+  /** Pages those donations moved (one 512-page donation dominates a mean per donation). */
+  readonly donatedPages: number;
+  readonly commandsPerPage: number;
+  readonly commandsPerDonation: number;
+  readonly syncsPerDonation: number;
+  readonly tlbRemovedPerDonation: number;
+  readonly walkRemovedPerDonation: number;
+  /** Removed entries that did not translate (or lead to) a donated page. */
+  readonly collateralPerDonation: number;
+  /** Table pages of the idmap after boot (io-pgtable heldTables, PGD included). */
+  readonly idmapTablePages: number;
+  readonly checkedOpsPerSecond: number;
+}
+
+interface DonationTally {
+  donations: number;
+  pages: number;
+  commands: number;
+  syncs: number;
+  tlb: number;
+  walk: number;
+  collateral: number;
+}
+
+/**
+ * Wraps the two donating hypercalls so that every donation the workload makes is measured: the
+ * hypervisor's commands and CMD_SYNCs issued during it, and the SMMU TLB / walk-cache entries
+ * present before and gone after (collateral: those not overlapping the donated pages).
+ */
+function measureDonations(tally: DonationTally): (sys: System) => void {
+  return (sys) => {
+    const hyp = sys.hyp;
+    const around = function* <T>(first: number, pages: number, call: Generator<T, number, void>): Generator<T, number, void> {
+      const parts = sys.iommu;
+      const cmdq = parts?.driver.cmdq;
+      const c0 = cmdq?.commandsIssued ?? 0;
+      const s0 = cmdq?.syncsIssued ?? 0;
+      const tlb0 = parts?.smmu.cachedTranslations() ?? [];
+      const walk0 = parts?.smmu.walkCacheEntries() ?? [];
+      const r = yield* call;
+      if (r !== 0 || parts === undefined) return r;
+      const lo = first * 4096;
+      const hi = (first + pages) * 4096;
+      const tlb1 = new Set(parts.smmu.cachedTranslations().map((e) => e.seq));
+      const walk1 = new Set(parts.smmu.walkCacheEntries().map((e) => e.seq));
+      const goneTlb = tlb0.filter((e) => !tlb1.has(e.seq));
+      const goneWalk = walk0.filter((e) => !walk1.has(e.seq));
+      tally.donations++;
+      tally.pages += pages;
+      tally.commands += (parts.driver.cmdq?.commandsIssued ?? 0) - c0;
+      tally.syncs += (parts.driver.cmdq?.syncsIssued ?? 0) - s0;
+      tally.tlb += goneTlb.length;
+      tally.walk += goneWalk.length;
+      tally.collateral += [...goneTlb, ...goneWalk].filter((e) => e.ipa + e.size <= lo || e.ipa >= hi).length;
+      return r;
+    };
+    const donateHyp = hyp.hostDonateHyp.bind(hyp);
+    const donateGuest = hyp.hostDonateGuest.bind(hyp);
+    hyp.hostDonateHyp = (pfn, nrPages) => around(pfn, nrPages, donateHyp(pfn, nrPages));
+    hyp.hostDonateGuest = (pfn, gfn, vm) => around(pfn, 1, donateGuest(pfn, gfn, vm));
+  };
+}
+
+/** Costs of a variant on the workload (all checks on, so ops/s is the checked rate). */
+export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly Step[][]): Costs {
+  const tally: DonationTally = { donations: 0, pages: 0, commands: 0, syncs: 0, tlb: 0, walk: 0, collateral: 0 };
+  let operations = 0;
+  let idmapTablePages: number;
+  const start = performance.now();
+  for (const run of ops) {
+    const r = runOperations(machine, run, { driver: variant.knobs, continueAfterViolation: true, inject: measureDonations(tally) });
+    operations += r.steps.length;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  idmapTablePages = runOperations(machine, [], { driver: variant.knobs }).system.iommu?.idmap?.pgtable.heldTables().length ?? 0;
+  const per = (n: number) => (tally.donations === 0 ? 0 : n / tally.donations);
+  return {
+    donations: tally.donations,
+    donatedPages: tally.pages,
+    commandsPerPage: tally.pages === 0 ? 0 : tally.commands / tally.pages,
+    commandsPerDonation: per(tally.commands),
+    syncsPerDonation: per(tally.syncs),
+    tlbRemovedPerDonation: per(tally.tlb),
+    walkRemovedPerDonation: per(tally.walk),
+    collateralPerDonation: per(tally.collateral),
+    idmapTablePages,
+    checkedOpsPerSecond: seconds === 0 ? 0 : operations / seconds,
+  };
+}
+
+export interface VerdictCell {
+  readonly check: CheckName;
+  readonly declared: 'holds' | 'breaks' | undefined;
+  readonly observed: 'holds' | 'breaks';
+  readonly outcome: CheckOutcome;
+}
+
+export interface MatrixRow {
+  readonly variant: string;
+  readonly hardware: string;
+  readonly ats: boolean;
+  readonly ril: boolean;
+  readonly cells: readonly VerdictCell[];
+  readonly exploration: Exploration;
+}
+
+/** One variant on one machine: declared vs observed per check. */
+export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly Step[][]): MatrixRow {
+  const ats = hardware.machine.smmu?.devices.some((d) => d.ats) === true && hardware.machine.smmu?.features?.ats !== false;
+  const ril = hardware.machine.smmu?.features?.ril !== false;
+  const declared = declaredVerdicts(variant, { ats, ril });
+  const exploration = explore(variant, hardware.machine, ops);
+  const cells: VerdictCell[] = [];
+  for (const [check, outcome] of exploration.checks) {
+    cells.push({ check, declared: declared.find((d) => d.check === check)?.verdict, observed: outcome.violatedRuns > 0 ? 'breaks' : 'holds', outcome });
+  }
+  return { variant: variant.name, hardware: hardware.name, ats, ril, cells, exploration };
+}
+
+export function fullMatrix(budget: MatrixBudget = DEFAULT_BUDGET, variants: readonly DesignVariant[] = DESIGN_VARIANTS): MatrixRow[] {
+  const rows: MatrixRow[] = [];
+  for (const hw of representativeHardware()) {
+    const ops = workload(hw.machine, budget);
+    for (const v of variants) rows.push(verdictRow(v, hw, ops));
+  }
+  return rows;
+}

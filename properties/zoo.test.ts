@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { ESCAPING_BUGS, DMA_BUGS } from './bugs/dma-bugs.js';
+import { ALL_BUGS, findInjectedBug } from './bugs/index.js';
+import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
+import { type CheckName } from './checks.js';
+import { ALL_CHECKS, runOperations } from './runner.js';
+import { ZOO_DEFAULTS, zooRow } from './zoo.js';
+import { namedMachine } from '../conformance/machines.js';
+
+// Fewer runs than `npm run zoo` (CI budget): a bug the search misses at 40 runs falls back to its
+// hand-written trigger, which the row reports as foundBy 'trigger'.
+const SETTINGS = { ...ZOO_DEFAULTS, runs: 40 };
+
+describe('the bug zoo', () => {
+  it('registers at least 15 bugs with distinct names, each on a known machine, caught by a known check', () => {
+    expect(ALL_BUGS.length).toBeGreaterThanOrEqual(15);
+    expect(new Set(ALL_BUGS.map((b) => b.name)).size).toBe(ALL_BUGS.length);
+    for (const b of [...ALL_BUGS, ...ESCAPING_BUGS]) {
+      expect(ALL_CHECKS.has(b.caughtBy), b.name).toBe(true);
+      expect(namedMachine(b.machine ?? 'small'), b.name).toBeDefined();
+    }
+    expect(ALL_BUGS.slice(0, OWNERSHIP_BUGS.length)).toEqual(OWNERSHIP_BUGS);
+    expect(findInjectedBug('tlbi-wrong-ttl')).toBe(DMA_BUGS.find((b) => b.name === 'tlbi-wrong-ttl'));
+  });
+
+  for (const bug of ALL_BUGS) {
+    it(`${bug.name} is caught by ${bug.caughtBy} (fixed seed), and the same runs pass without it`, () => {
+      const row = zooRow(bug, SETTINGS);
+      expect(row.caught, bug.description).toBe(true);
+      expect(row.cleanPasses).toBe(true);
+      expect(row.shrunkLength).toBeGreaterThan(0);
+      expect(row.shrunkLength).toBeLessThanOrEqual(3);
+    });
+  }
+
+  for (const bug of DMA_BUGS) {
+    it(`${bug.name}: its trigger is caught by ${bug.caughtBy} alone and clean without the bug`, () => {
+      const machine = namedMachine(bug.machine ?? 'small');
+      if (machine === undefined) throw new Error('machine');
+      const checks = new Set<CheckName>([bug.caughtBy]);
+      // atc-inv-before-tlbi-sync is a variant of v6-atc-inv: its trigger runs with that knob.
+      const driver = bug.design === 'v6-atc-inv' ? { atcInvalidation: true } : undefined;
+      const schedule = bug.triggerSchedule;
+      const base = { checks, ...(driver === undefined ? {} : { driver }), ...(schedule === undefined ? {} : { schedule }) };
+      const buggy = runOperations(machine, bug.trigger, { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) });
+      expect(buggy.failure?.violations.map((v) => v.check)).toContain(bug.caughtBy);
+      expect(runOperations(machine, bug.trigger, base).failure).toBeUndefined();
+    });
+  }
+
+  // Findings about the checks (README "Bug zoo"): if one of these starts being caught, a check
+  // got stronger — move the bug to DMA_BUGS.
+  for (const bug of ESCAPING_BUGS) {
+    it(`${bug.name} escapes ${bug.caughtBy} (known finding)`, () => {
+      const row = zooRow(bug, { ...SETTINGS, runs: 20 });
+      expect(row.caught).toBe(false);
+      expect(row.cleanPasses).toBe(true);
+    });
+  }
+});
