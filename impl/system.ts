@@ -86,6 +86,9 @@ export interface System {
 
 const PAGE = 4096;
 
+/** Yield points where the hypervisor busy-waits on the SMMU (impl/hyp/smmu-driver/). */
+const WAIT_POINTS: ReadonlySet<string> = new Set(['cmdq_poll', 'cmdq_wait_space', 'cr0ack_poll']);
+
 /** `host_s2_pgtable_pages()`: enough table pages to map every memory page with page granularity. */
 export function hostS2PgtablePages(config: SystemConfig): number {
   const pages = config.memory.reduce((n, r) => n + r.size / PAGE, 0);
@@ -164,8 +167,10 @@ export function createSystem(config: SystemConfig): System {
     hostS2Pool,
     iommu,
     stepHardware: (point) => {
-      void point;
-      if (iommu === undefined) return;
+      // The SMMU makes progress only while the hypervisor waits for it (polling CONS or CR0ACK):
+      // as slow as the architecture lets it be, so a driver that does not wait for its CMD_SYNC
+      // returns with the invalidation still queued.
+      if (iommu === undefined || !WAIT_POINTS.has(point.at)) return;
       for (let i = 0; i < 4096; i++) if (iommu.smmu.consumeOneCommand().kind !== 'consumed') break;
     },
   };

@@ -269,6 +269,15 @@ export const DMA_BUGS: readonly ZooBug[] = [
     // The device asks for a translation at every yield point of the donation.
     triggerSchedule: Array.from({ length: 16 }, () => ({ kind: 'ats_translate' as const, sid: 2, addr: P * PAGE })),
   },
+  {
+    name: 'cmd-sync-not-awaited',
+    description: 'the idmap TLB maintenance publishes TLBI + CMD_SYNC and returns without polling for the sync: the hypercall returns while the SMMU TLB still holds the donated page',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: [...cmds], sync, wait: false })),
+    trigger: staleTlbAfterDonation,
+  },
 ];
 
 /**
@@ -285,15 +294,6 @@ export const ESCAPING_BUGS: readonly ZooBug[] = [
       replace(pgt, 'config', { ...pgt.config, unmapRefusesAnnotations: false });
     },
     trigger: [],
-  },
-  {
-    name: 'cmd-sync-not-awaited',
-    description: 'the idmap TLB maintenance publishes TLBI + CMD_SYNC and returns without polling for the sync: the hypercall returns while the SMMU TLB still holds the donated page',
-    caughtBy: 'dma_isolation',
-    machine: 'small-smmu-no-ats',
-    inject: () => undefined,
-    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: [...cmds], sync, wait: false })),
-    trigger: staleTlbAfterDonation,
   },
   {
     name: 'no-cfgi-ste-after-write',
