@@ -92,7 +92,10 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
         return r;
       })
       .exhaustive();
-    variants.push({ design: design.name, description: design.description, expectedToBreak: design.expectedToBreak, campaign });
+    // A run on a named machine knows its hardware, so hardware-dependent verdicts apply.
+    const runMachine = settings.source.kind === 'run' ? namedMachine(settings.source.machine) : undefined;
+    const expectedToBreak = runMachine === undefined ? design.expectedToBreak : design.expectedToBreakOn(runMachine);
+    variants.push({ design: design.name, description: design.description, expectedToBreak, campaign });
   }
 
   const kill: KillRow[] = [];
