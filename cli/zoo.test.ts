@@ -33,8 +33,8 @@ describe('npm run zoo', () => {
   });
 
   it('lists a known escape without failing', () => {
-    const r = run(['--bug', 'no-cfgi-ste-after-write', '--runs', '2']);
+    const r = run(['--bug', 'annotation-erased-by-enomem-recovery', '--runs', '2']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/no-cfgi-ste-after-write \(dma_availability on small-smmu-no-ats\): not caught/);
+    expect(r.out).toMatch(/annotation-erased-by-enomem-recovery \(host_cpu_isolation on small\): not caught/);
   });
 });

@@ -20,7 +20,8 @@ export type CheckName =
   | 'pool_accounting'
   | 'dma_isolation'
   | 'dma_during_hypercall'
-  | 'dma_availability';
+  | 'dma_availability'
+  | 'smmu_config_coherent';
 
 export interface Violation {
   readonly check: CheckName;

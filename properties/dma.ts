@@ -12,6 +12,7 @@
 import { match } from 'ts-pattern';
 import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
 import { STE_BYTES } from '../impl/arch/smmu/ste.js';
+import { u64ToHex } from '../impl/arch/u64.js';
 import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
@@ -210,6 +211,28 @@ export function checkDmaAvailability(sys: System, model: ModelState, pfns: reado
   }
   if (lastDma !== undefined && lastDma.outcome.ret !== 0 && identity.has(lastDma.sid) && dmaMustReach(model, Math.floor(lastDma.addr / PAGE))) {
     out.push({ check: 'dma_availability', message: `DMA from identity-attached sid ${lastDma.sid} to host-owned 0x${lastDma.addr.toString(16)} faulted (${lastDma.outcome.detail})` });
+  }
+  return out;
+}
+
+/**
+ * Protocol hygiene for the stream table (smmuv3-arch.md §3.3 CFGI, §2.8): once a step is over,
+ * every STE and L1 descriptor the SMMU holds in its configuration cache must equal what is in
+ * the hypervisor's stream table — a difference means an STE or L1 write without the CFGI_STE
+ * (+ CMD_SYNC) that makes the SMMU drop its cached copy.
+ */
+export function checkSmmuConfigCoherent(sys: System): Violation[] {
+  const parts = sys.iommu;
+  if (parts === undefined) return [];
+  const out: Violation[] = [];
+  for (const e of parts.smmu.configCacheEntries()) {
+    if (e.kind === 'ste') {
+      const now = Array.from({ length: 8 }, (_, i) => u64ToHex(sys.memory.peek64(e.fetchAddr + i * 8)));
+      if (now.some((w, i) => w !== e.words[i])) out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old STE for sid ${e.sid} (${e.steKind}): the STE at 0x${e.fetchAddr.toString(16)} changed without CFGI_STE` });
+    } else {
+      const now = u64ToHex(sys.memory.peek64(e.fetchAddr));
+      if (now !== e.raw) out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old L1 descriptor ${e.l1Index}: it changed without CFGI_STE (Leaf = 0)` });
+    }
   }
   return out;
 }

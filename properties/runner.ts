@@ -9,7 +9,7 @@ import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
 import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
@@ -71,6 +71,7 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'dma_isolation',
   'dma_during_hypercall',
   'dma_availability',
+  'smmu_config_coherent',
 ]);
 
 /**
@@ -143,6 +144,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
+      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system));
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
@@ -208,6 +210,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('pool_accounting')) violations.push(...checkPools(system, machine.poolPages, view));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
+      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system));
     }
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);

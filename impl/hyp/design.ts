@@ -58,6 +58,7 @@ const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
   // The matrix workload schedules no hardware inside hypercalls, so this verdict is vacuous there;
   // interleavings are explored by properties/dma.test.ts and the campaigns.
   { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'not exercised by the matrix workload (no interleaving schedule)' },
+  { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (hitless writer)' },
 ];
 
 export const DESIGN_VARIANTS: readonly DesignVariant[] = [
