@@ -15,7 +15,7 @@ import { type HypCmdq } from '../../impl/hyp/smmu-driver/cmdq.js';
 import { type HypSmmuDriver } from '../../impl/hyp/smmu-driver/driver.js';
 import { type IommuParts, type System } from '../../impl/system.js';
 import { type ScheduledHardware, type Step } from '../runner.js';
-import { type InjectedBug } from './ownership-bugs.js';
+import { type InjectedBug, replace } from './ownership-bugs.js';
 
 export interface ZooBug extends InjectedBug {
   /** A short sequence that shows the bug (caught by `caughtBy` with the bug, clean without). */
@@ -26,10 +26,6 @@ export interface ZooBug extends InjectedBug {
 
 const PAGE = 4096;
 const P = 0x40000; // first page of the small machine's RAM
-
-function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
-  Object.defineProperty(target, key, { value, configurable: true, writable: true });
-}
 
 function parts(sys: System): IommuParts {
   if (sys.iommu === undefined) throw new Error('this bug needs a machine with an SMMU');

@@ -23,7 +23,8 @@ export interface InjectedBug {
   readonly design?: string;
 }
 
-function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
+/** Replaces one member of a booted component (test-only bug injection). */
+export function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
   Object.defineProperty(target, key, { value, configurable: true, writable: true });
 }
 
