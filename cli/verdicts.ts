@@ -6,7 +6,7 @@
  * README "Design verdicts" is this command's output. Exit 0 when every observed verdict is the
  * declared one, 1 when one differs, 2 on misuse.
  */
-import { DECLARED_NOT_BUILT, DESIGN_VARIANTS } from '../impl/hyp/design.js';
+import { DESIGN_VARIANTS } from '../impl/hyp/design.js';
 import { DEFAULT_BUDGET, type MatrixBudget, type MatrixRow, type Costs, measureCosts, verdictRow, workload } from '../properties/design-matrix.js';
 import { representativeHardware } from '../properties/machine.js';
 import { intOption, parseArgs } from './args.js';
@@ -114,7 +114,6 @@ export function main(argv: readonly string[], io: Io): number {
         checks: Object.fromEntries(r.cells.map((c) => [c.check, { observed: c.observed, declared: c.declared ?? null, violatedRuns: c.outcome.violatedRuns, firstRun: c.outcome.firstRun ?? null, counterexample: c.outcome.counterexample ?? null, message: c.outcome.message ?? null }])),
       })),
       costs,
-      notBuilt: DECLARED_NOT_BUILT,
       mismatches,
     };
     io.out.write(`${JSON.stringify(json, null, 2)}\n`);
@@ -132,7 +131,6 @@ export function main(argv: readonly string[], io: Io): number {
   const costTable = pad([['variant', 'hardware', 'donations / pages', 'cmds', 'cmds per page', 'syncs', 'TLB removed', 'walk removed', 'collateral', 'idmap tables', 'checked ops/s'], ...costRows]);
   lines.push(costTable[0] ?? '', (costTable[0] ?? '').replace(/[^|]/g, '-'), ...costTable.slice(1));
   lines.push('');
-  lines.push(`Declared, not built: ${DECLARED_NOT_BUILT.map((v) => `${v.name} (${v.notBuiltBecause})`).join('; ')}`);
   lines.push(mismatches.length === 0 ? 'Every observed verdict is the declared one.' : `Verdicts differing from the declared ones:\n${mismatches.map((m) => `  ${m}`).join('\n')}`);
   io.out.write(`${lines.join('\n')}\n`);
   return mismatches.length === 0 ? 0 : 1;

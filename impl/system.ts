@@ -27,6 +27,7 @@ import { HostSmmuDriver } from './host/smmu-host-driver.js';
 import { type IdmapHookPlacement } from './hyp/host-stage2.js';
 import { type YieldPoint } from './hyp/hypervisor.js';
 import { ShadowIdmap } from './hyp/iommu/idmap.js';
+import { type DmaStage2View, HostStage2DmaView, SmmuMirroredStage2Tlb, hostStage2Regs, prepopulateHostStage2 } from './hyp/iommu/shared-host-stage2.js';
 import { type DriverOptions, HypSmmuDriver } from './hyp/smmu-driver/driver.js';
 
 export interface SystemConfig {
@@ -64,7 +65,10 @@ export interface IommuParts {
   readonly driver: HypSmmuDriver;
   readonly hostDriver: HostSmmuDriver;
   readonly pool: PagePool;
+  /** The series' shadow idmap; undefined before boot and in the shared-cpu-s2 designs. */
   idmap: ShadowIdmap | undefined;
+  /** The stage-2 the shadowed STEs translate by (the idmap, or the host stage-2), once booted. */
+  dmaStage2: DmaStage2View | undefined;
 }
 
 export interface System {
@@ -135,7 +139,10 @@ export function createSystem(config: SystemConfig): System {
     },
     GRANULE_4K,
   );
-  const hostS2 = new HostStage2(memory, memoryMap, hostS2Pool, cpu.tlb, format, config.physShift);
+  // shared-cpu-s2: the SMMU walks the host stage-2, so its TLB maintenance goes to the SMMU too.
+  const sharedS2 = config.smmu?.driver?.dmaStage2 === 'host-stage2';
+  const hostS2Tlb = sharedS2 ? new SmmuMirroredStage2Tlb(cpu.tlb) : cpu.tlb;
+  const hostS2 = new HostStage2(memory, memoryMap, hostS2Pool, hostS2Tlb, format, config.physShift);
   hostS2Ref = hostS2;
   if (hostS2.pgt.startLevel !== kvmStage2StartLevel(GRANULE_4K, config.physShift)) throw new Error('unexpected host stage-2 start level');
   // __pkvm_prot_finalize: TLBI VMALLS12E1 — nothing is cached yet, the call documents the step.
@@ -154,7 +161,8 @@ export function createSystem(config: SystemConfig): System {
     const driver = new HypSmmuDriver(memory, hyp, config.smmu.base, pool, config.smmu.driver);
     const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], strtabLog2: 6 });
     hostS2.hookPlacement = config.smmu.hookPlacement ?? 'every-owner-change';
-    iommu = { smmu, devices, driver, hostDriver, pool, idmap: undefined };
+    if (hostS2Tlb instanceof SmmuMirroredStage2Tlb) hostS2Tlb.smmu = driver;
+    iommu = { smmu, devices, driver, hostDriver, pool, idmap: undefined, dmaStage2: undefined };
   }
   const system: System = {
     config,
@@ -188,16 +196,35 @@ export function bootIommu(sys: System): number {
   const parts = sys.iommu;
   if (parts === undefined) return 0;
   const step = (p: YieldPoint) => sys.stepHardware(p);
+  const options = parts.driver.options;
+  const shared = options.dmaStage2 === 'host-stage2';
+  // Prepopulation happens with the host stage-2 set-up, before any driver (pKVM init).
+  if (shared && options.prepopulateHostStage2 === true) {
+    const p = prepopulateHostStage2(sys.hostS2);
+    if (p !== 0) return p;
+  }
   let r = sys.hyp.run(parts.driver.init(), step);
   if (r !== 0) return r;
   const f = parts.driver.features;
   if (f === undefined) return -22;
-  const idmap = new ShadowIdmap(sys.memory, sys.hyp.memoryMap, parts.pool, { oas: Math.min(48, f.oas), pgsizeBitmap: f.pgsizeBitmap, memoryBlocks: parts.driver.options.idmapMemoryBlocks === true }, parts.driver);
-  parts.idmap = idmap;
-  parts.driver.idmap = idmap;
-  sys.hostS2.idmapHook = (start, end, prot) => idmap.onHostOwnershipChange(start, end, prot);
-  r = idmap.snapshot(sys.hostS2);
-  if (r !== 0) return r;
+  // Both designs translate DMA with 4K-granule tables (the idmap's granule is the CPU's
+  // PAGE_SIZE; the host stage-2 is the CPU's own table). Choice: an SMMU without the 4K granule
+  // fails the IOMMU init with -EINVAL (the kernel's io-pgtable allocation would fail there).
+  if (f.pgsizeBitmap % 0x2000 < 0x1000) return -22;
+  if (shared) {
+    // No idmap and no hook: the host stage-2 is the SMMU's table (shared-host-stage2.ts).
+    parts.driver.stage2 = hostStage2Regs(sys.hostS2, f.oas);
+    parts.dmaStage2 = new HostStage2DmaView(sys.memory, sys.hostS2);
+  } else {
+    const idmap = new ShadowIdmap(sys.memory, sys.hyp.memoryMap, parts.pool, { oas: Math.min(48, f.oas), pgsizeBitmap: f.pgsizeBitmap, memoryBlocks: options.idmapMemoryBlocks === true }, parts.driver);
+    parts.idmap = idmap;
+    parts.dmaStage2 = idmap;
+    if (idmap.cfg.s2 === undefined) return -22;
+    parts.driver.stage2 = idmap.cfg.s2;
+    sys.hostS2.idmapHook = (start, end, prot) => idmap.onHostOwnershipChange(start, end, prot);
+    r = idmap.snapshot(sys.hostS2);
+    if (r !== 0) return r;
+  }
   sys.hyp.run(parts.hostDriver.init(), step);
   for (const [sid, device] of parts.devices) sys.hyp.run(parts.hostDriver.attachIdentity(sid, device.ats), step);
   return 0;

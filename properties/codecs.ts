@@ -92,6 +92,8 @@ const SmmuConfigCodec = t.intersection([
       atcInvalidation: t.boolean,
       invalidation: t.union([t.literal('range'), t.literal('vmid')]),
       idmapMemoryBlocks: t.boolean,
+      dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
+      prepopulateHostStage2: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),

@@ -11,7 +11,7 @@ import { type System } from '../impl/system.js';
 import { operationsArbitrary } from './arbitraries.js';
 import { type CheckName } from './checks.js';
 import { type MachineConfig, representativeHardware } from './machine.js';
-import { ALL_CHECKS, type Step, runOperations } from './runner.js';
+import { ALL_CHECKS, type ScheduledHardware, type Step, runOperations } from './runner.js';
 
 /**
  * Steps that lead to findings every variant shares, left out of the workload so that a variant's
@@ -31,9 +31,28 @@ export interface MatrixBudget {
 
 export const DEFAULT_BUDGET: MatrixBudget = { seed: 20261122, runs: 40, maxOps: 30 };
 
-/** The fixed workload: the same operation lists for every variant on one machine. */
-export function workload(machine: MachineConfig, budget: MatrixBudget): Step[][] {
-  const arb = operationsArbitrary(machine, budget.maxOps).map((ops) => ops.filter(notASharedFinding));
+/**
+ * One run of the workload: the operations, and DMA the devices issue while the hypervisor waits
+ * inside those operations (RunOptions.schedule) — so dma_during_hypercall and availability inside
+ * a call (break-before-make windows) are exercised, not only the state between calls.
+ */
+export interface WorkloadRun {
+  readonly ops: readonly Step[];
+  readonly schedule: readonly ScheduledHardware[];
+}
+
+/** Identity-attached DMA to the first pages of every RAM region (where the operations act). */
+function scheduleArbitrary(machine: MachineConfig): fc.Arbitrary<ScheduledHardware[]> {
+  const sids = machine.smmu?.devices.map((d) => d.sid) ?? [];
+  if (sids.length === 0) return fc.constant([]);
+  const addrs = machine.memory.filter((r) => r.nomap !== true).flatMap((r) => [0, 1, 2, 3].map((i) => r.base + i * 4096));
+  const dma = fc.record({ kind: fc.constant('dma' as const), sid: fc.constantFrom(...sids), addr: fc.constantFrom(...addrs), access: fc.constantFrom('read' as const, 'write' as const) });
+  return fc.array(dma, { maxLength: 12 });
+}
+
+/** The fixed workload: the same runs for every variant on one machine. */
+export function workload(machine: MachineConfig, budget: MatrixBudget): WorkloadRun[] {
+  const arb = fc.record({ ops: operationsArbitrary(machine, budget.maxOps).map((ops) => ops.filter(notASharedFinding)), schedule: scheduleArbitrary(machine) });
   return fc.sample(arb, { seed: budget.seed, numRuns: budget.runs });
 }
 
@@ -58,13 +77,13 @@ export interface Exploration {
  * yields a verdict for every check (a run is cut at a hypervisor panic, which refinement_ret
  * reports).
  */
-export function explore(variant: DesignVariant, machine: MachineConfig, ops: readonly Step[][]): Exploration {
+export function explore(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): Exploration {
   const found = new Map<CheckName, { violatedRuns: number; firstRun: number | undefined; counterexample: Step[] | undefined; message: string | undefined }>();
   for (const c of ALL_CHECKS) found.set(c, { violatedRuns: 0, firstRun: undefined, counterexample: undefined, message: undefined });
   let operations = 0;
   const start = performance.now();
   ops.forEach((run, runIndex) => {
-    const r = runOperations(machine, run, { driver: variant.knobs, continueAfterViolation: true });
+    const r = runOperations(machine, run.ops, { driver: variant.knobs, continueAfterViolation: true, schedule: run.schedule });
     operations += r.steps.length;
     const seen = new Set<CheckName>();
     for (const s of r.steps) {
@@ -75,7 +94,7 @@ export function explore(variant: DesignVariant, machine: MachineConfig, ops: rea
         entry.violatedRuns++;
         if (entry.firstRun === undefined) {
           entry.firstRun = runIndex;
-          entry.counterexample = run.slice(0, s.index + 1);
+          entry.counterexample = run.ops.slice(0, s.index + 1);
           entry.message = v.message;
         }
       }
@@ -150,13 +169,13 @@ function measureDonations(tally: DonationTally): (sys: System) => void {
 }
 
 /** Costs of a variant on the workload (all checks on, so ops/s is the checked rate). */
-export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly Step[][]): Costs {
+export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): Costs {
   const tally: DonationTally = { donations: 0, pages: 0, commands: 0, syncs: 0, tlb: 0, walk: 0, collateral: 0 };
   let operations = 0;
   let idmapTablePages: number;
   const start = performance.now();
   for (const run of ops) {
-    const r = runOperations(machine, run, { driver: variant.knobs, continueAfterViolation: true, inject: measureDonations(tally) });
+    const r = runOperations(machine, run.ops, { driver: variant.knobs, continueAfterViolation: true, inject: measureDonations(tally), schedule: run.schedule });
     operations += r.steps.length;
   }
   const seconds = (performance.now() - start) / 1000;
@@ -193,7 +212,7 @@ export interface MatrixRow {
 }
 
 /** One variant on one machine: declared vs observed per check. */
-export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly Step[][]): MatrixRow {
+export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly WorkloadRun[]): MatrixRow {
   const ats = hardware.machine.smmu?.devices.some((d) => d.ats) === true && hardware.machine.smmu?.features?.ats !== false;
   const ril = hardware.machine.smmu?.features?.ril !== false;
   const declared = declaredVerdicts(variant, { ats, ril });

@@ -143,13 +143,14 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
 function protectedPages(sys: System): number[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];
-  const out = [parts.driver.cmdq?.base ?? 0, parts.driver.strtab.base, parts.idmap?.pgtable.pgd ?? 0];
+  const out = [parts.driver.cmdq?.base ?? 0, parts.driver.strtab.base, ...(parts.dmaStage2?.tablePages() ?? [])];
   for (const [pa] of parts.pool.liveBlocks()) out.push(pa);
   return out.filter((pa) => pa !== 0).map((pa) => Math.floor(pa / PAGE));
 }
 
 /**
- * The effective reach check: the shadow idmap, every cached SMMU TLB entry and every ATC entry
+ * The effective reach check: the DMA stage-2 (the shadow idmap, or the host stage-2 in the shared
+ * designs), every cached SMMU TLB entry and every ATC entry
  * must stay within what the model lets the host (and so its devices) reach.
  */
 export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
@@ -174,7 +175,7 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
   for (const pfn of [...forbidden, ...protectedPages(sys)]) {
     const pa = pfn * PAGE;
     const what = forbidden.includes(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`;
-    if (parts.idmap?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the shadow idmap maps ${what}` });
+    if (parts.dmaStage2?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the ${parts.dmaStage2.name} maps ${what}` });
     for (const e of tlb) {
       if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what}` });
     }
@@ -197,17 +198,18 @@ export function checkDmaOutcome(model: ModelState, outcome: HardwareOutcome, acc
 /**
  * Availability: a stream attached for identity DMA reaches every page the host owns. Checked on
  * the pages given (the generator's hot pages and every page the model has touched) through the
- * idmap, and on every DMA the run issues.
+ * DMA stage-2, and on every DMA the run issues.
  */
 export function checkDmaAvailability(sys: System, model: ModelState, pfns: readonly number[], identity: IdentityStreams, lastDma?: { sid: number; addr: number; outcome: HardwareOutcome }): Violation[] {
   const parts = sys.iommu;
-  if (parts === undefined || parts.idmap === undefined) return [];
+  const table = parts?.dmaStage2;
+  if (table === undefined) return [];
   const out: Violation[] = [];
   const pages = new Set([...pfns, ...model.host.keys()]);
   for (const pfn of pages) {
     if (!dmaMustReach(model, pfn)) continue;
-    const t = parts.idmap.translate(pfn * PAGE);
-    if (t === undefined || !t.read || !t.write) out.push({ check: 'dma_availability', message: `the shadow idmap does not map pfn 0x${pfn.toString(16)} read/write although the host owns it` });
+    const t = table.translate(pfn * PAGE);
+    if (t === undefined || !t.read || !t.write) out.push({ check: 'dma_availability', message: `the ${table.name} does not map pfn 0x${pfn.toString(16)} read/write although the host owns it` });
   }
   if (lastDma !== undefined && lastDma.outcome.ret !== 0 && identity.has(lastDma.sid) && dmaMustReach(model, Math.floor(lastDma.addr / PAGE))) {
     out.push({ check: 'dma_availability', message: `DMA from identity-attached sid ${lastDma.sid} to host-owned 0x${lastDma.addr.toString(16)} faulted (${lastDma.outcome.detail})` });

@@ -5,6 +5,7 @@
 import { type ModelConfig, defaultConfig } from '../model/index.js';
 import { type SmmuConfig, type SystemConfig } from '../impl/system.js';
 import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
+import { type SmmuFeatures as SmmuHwFeatures } from '../impl/hw/smmu/features.js';
 
 export interface MachineConfig {
   readonly physShift: number;
@@ -12,6 +13,12 @@ export interface MachineConfig {
   readonly poolPages: number;
   readonly maxVms: number;
   readonly vmStructPages: number;
+  /**
+   * Table pages of the host stage-2 pool (`host_s2_pool`); absent: enough to map all memory with
+   * pages (`hostS2PgtablePages`), so `-ENOMEM` recovery never runs. The model has no such
+   * budget: a pool the run exhausts can make the system diverge from it (README "Bug zoo").
+   */
+  readonly hostS2PoolPages?: number;
   /** An SMMUv3 with devices (DMA isolation runs); absent for ownership-only runs. */
   readonly smmu?: SmmuConfig;
 }
@@ -42,7 +49,15 @@ export function toModelConfig(m: MachineConfig): ModelConfig {
 }
 
 export function toSystemConfig(m: MachineConfig): SystemConfig {
-  return { physShift: m.physShift, memory: m.memory.map((r) => ({ base: r.base, size: r.size, nomap: r.nomap === true })), poolPages: m.poolPages, maxVms: m.maxVms, vmStructPages: m.vmStructPages, ...(m.smmu === undefined ? {} : { smmu: m.smmu }) };
+  return {
+    physShift: m.physShift,
+    memory: m.memory.map((r) => ({ base: r.base, size: r.size, nomap: r.nomap === true })),
+    poolPages: m.poolPages,
+    maxVms: m.maxVms,
+    vmStructPages: m.vmStructPages,
+    ...(m.hostS2PoolPages === undefined ? {} : { hostS2PoolPages: m.hostS2PoolPages }),
+    ...(m.smmu === undefined ? {} : { smmu: m.smmu }),
+  };
 }
 
 /**
@@ -50,7 +65,7 @@ export function toSystemConfig(m: MachineConfig): SystemConfig {
  * sid 2 ATS-capable. The host driver keeps its queue and stream table in the last two pages of
  * the first RAM region.
  */
-export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hideAts?: boolean; hookPlacement?: 'set-owner-only' | 'every-owner-change' } = {}): MachineConfig {
+export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hideAts?: boolean; hookPlacement?: 'set-owner-only' | 'every-owner-change'; features?: Partial<SmmuHwFeatures> } = {}): MachineConfig {
   const m = smallMachine();
   const first = m.memory[0] as { base: number; size: number };
   const end = first.base + first.size;
@@ -60,7 +75,7 @@ export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hi
       // Away from the MMIO pages the generators donate (0x9000, 0x9001).
       base: 0xc00_0000,
       // RIL only when asked for, so the JSON of the existing named machines is unchanged.
-      features: { ats: options.ats ?? true, ...(options.ril === undefined ? {} : { ril: options.ril }) },
+      features: { ats: options.ats ?? true, ...(options.ril === undefined ? {} : { ril: options.ril }), ...options.features },
       devices: [
         { sid: 1, ats: false },
         { sid: 2, ats: options.ats ?? true },
@@ -80,11 +95,17 @@ export function withDriverOptions(m: MachineConfig, driver: DriverOptions | unde
 
 /**
  * The representative hardware set of the design matrix (issue 6): range invalidation on/off ×
- * an ATS-capable device or not, on the small SMMU machine. Other features (granules, OAS, BBML,
- * 2-level stream table) stay configurable through `smmu.features`.
+ * an ATS-capable device or not, on the small SMMU machine, plus a minimal SMMU — 4K granule only,
+ * 40-bit OAS, BBML0, no RIL, no ATS, a 2-level stream table (16-bit SIDs) — so that the verdicts
+ * do not depend on the generous defaults (48-bit OAS, all granules, BBML1, linear table).
+ * Everything else stays configurable through `smmu.features` (impl/hw/smmu/features.ts).
  */
 export function representativeHardware(): { readonly name: string; readonly machine: MachineConfig }[] {
   const out: { name: string; machine: MachineConfig }[] = [];
   for (const ril of [true, false]) for (const ats of [true, false]) out.push({ name: `${ril ? 'ril' : 'no-ril'}/${ats ? 'ats' : 'no-ats'}`, machine: smallMachineWithSmmu({ ats, ril }) });
+  out.push({
+    name: 'minimal',
+    machine: smallMachineWithSmmu({ ats: false, ril: false, features: { granules: ['4K'], oasBits: 40, bbml: 0, twoLevelStrtab: true, sidBits: 16 } }),
+  });
   return out;
 }

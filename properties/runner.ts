@@ -3,7 +3,7 @@
  * together, and after every operation runs the checks (refinement of return value and state,
  * "an error changes nothing", host CPU isolation, well-formed tables, pool accounting).
  */
-import { type ModelState, type Operation, apply, dmaMayAccess, errnoName, initialState } from '../model/index.js';
+import { type ModelState, type Operation, apply, dmaMayAccess, dmaMustReach, errnoName, initialState } from '../model/index.js';
 import { bootIommu, createSystem, type System } from '../impl/system.js';
 import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
@@ -159,6 +159,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const op = step;
     const expected = apply(model, op);
     const interleaved: Violation[] = [];
+    const interleavedFaults: Violation[] = [];
     const defaultStep = system.stepHardware;
     if (options.schedule !== undefined && system.iommu !== undefined) {
       const pre = model;
@@ -171,6 +172,14 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
             const pfn = outcome.reachedPfn;
             if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(expected.state, pfn, hw.access)) {
               interleaved.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${point.at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
+            }
+          }
+          // Availability inside a call: a page the host owns before and after must not fault in
+          // between (a break-before-make window on a table the SMMU walks shows up here).
+          if (hw.kind === 'dma' && outcome.ret !== 0 && identity.has(hw.sid)) {
+            const pfn = Math.floor(hw.addr / 4096);
+            if (dmaMustReach(pre, pfn) && dmaMustReach(expected.state, pfn)) {
+              interleavedFaults.push({ check: 'dma_availability', message: `during the hypercall (at ${point.at}), DMA from identity-attached sid ${hw.sid} to 0x${hw.addr.toString(16)} faulted (${outcome.detail}) although the host owns the page before and after` });
             }
           }
         }
@@ -192,6 +201,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     system.stepHardware = defaultStep;
     if (checks.has('dma_during_hypercall')) violations.push(...interleaved);
+    if (checks.has('dma_availability')) violations.push(...interleavedFaults);
     model = expected.state;
     model = applyInternalCalls(system, model, violations);
     if (checks.has('refinement_ret') && systemRet !== expected.ret) {

@@ -38,13 +38,6 @@ export interface DesignVariant {
   readonly verdicts: readonly DeclaredVerdict[];
 }
 
-/** A variant the issue names but that is not composed yet, and why. */
-export interface DeclaredVariant {
-  readonly name: string;
-  readonly rationale: string;
-  readonly notBuiltBecause: string;
-}
-
 /** The checks every variant keeps on the representative hardware (all but the DMA ones). */
 const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting'] as const).map((check) => ({
   check,
@@ -55,9 +48,8 @@ const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinem
 
 const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
   { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
-  // The matrix workload schedules no hardware inside hypercalls, so this verdict is vacuous there;
-  // interleavings are explored by properties/dma.test.ts and the campaigns.
-  { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'not exercised by the matrix workload (no interleaving schedule)' },
+  // The matrix workload schedules DMA at the hypercalls' yield points (properties/design-matrix.ts).
+  { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it: the idmap is unmapped and invalidated before the call returns' },
   { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (hitless writer)' },
 ];
 
@@ -118,20 +110,43 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false, ril: false }, why: 'without RIL the TLBI carries no TTL and removes the cached block too' },
     ],
   },
-];
-
-export const DECLARED_NOT_BUILT: readonly DeclaredVariant[] = [
   {
     name: 'shared-cpu-s2',
     rationale:
-      'The SMMU walks the host CPU stage-2 directly (STE S2TTB = host stage-2 PGD, VMID 0, the host VTCR; no idmap), lazily populated and with break-before-make on block splits. Expected to break dma_availability: IO faults on host pages not yet faulted in by the CPU, and during break-before-make windows.',
-    notBuiltBecause:
-      'needs the STE shadowing to point at the host stage-2 (whose descriptors carry pKVM software bits the SMMU must ignore), TLB maintenance from the host stage-2 unmap paths, and an availability check that accepts only the lazily-populated faults; out of this session\'s time budget.',
+      'No shadow table: every shadowed STE points the SMMU at the host CPU stage-2 itself (its PGD, the host VTCR, VMID 0), and every TLB invalidation the host stage-2 code makes for the CPU is mirrored to the SMMU (TLBI + CMD_SYNC) before the code goes on (impl/hyp/iommu/shared-host-stage2.ts). "Is there a reason you can\'t just use the CPU S2 for the iommu?" (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01); the answer lists what it needs: devices that can stall on page faults, break-before-make on the SMMU, a coherent SMMU, forwarded invalidations (Mostafa Saleh, 2026-05-04) — "the CPU page table doesn\'t guarantee that" everything stays mapped (2026-05-11). KVM populates the host stage-2 lazily, on host CPU faults.',
+    knobs: { dmaStage2: 'host-stage2' },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      {
+        check: 'dma_availability',
+        verdict: 'breaks',
+        when: ALWAYS,
+        why: 'a device faults on every host page the CPU has not touched since boot: the host stage-2 maps memory only on host CPU faults, and an SMMU translation fault is not retried',
+      },
+      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
+      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
+    ],
   },
   {
     name: 'shared-cpu-s2-prepopulated',
-    rationale: 'shared-cpu-s2 with the host stage-2 fully populated at boot; expected to still break availability during block splits on donation.',
-    notBuiltBecause: 'builds on shared-cpu-s2.',
+    rationale:
+      'shared-cpu-s2 with the whole host stage-2 populated at boot, before any driver runs (the largest blocks the memory map allows), the "fully populated at all times S2" of the review (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01). What is left is what Mostafa Saleh names: "we can break block on memory donation" (2026-05-11). A donation inside a block goes through KVM\'s map walker, which breaks the block and installs an empty table (stage2-pgtable.md; only the eager split keeps the rest mapped), so the rest of the block is unmapped until the host CPU faults it back.',
+    knobs: { dmaStage2: 'host-stage2', prepopulateHostStage2: true },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      {
+        check: 'dma_availability',
+        verdict: 'breaks',
+        when: ALWAYS,
+        why: 'donating one page of a block unmaps the other 511 (2M) for DMA until the host CPU touches them again; inside the call, DMA to them also faults in the break-before-make window',
+      },
+      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
+      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
+    ],
   },
 ];
 

@@ -14,6 +14,7 @@ import { PROT_R, PROT_RWX, PROT_W, WALK_LEAF } from '../../pgtable/kvm-pgtable.j
 import { type TablePageAllocator } from '../../pgtable/page-allocator.js';
 import { type HostStage2 } from '../host-stage2.js';
 import { type HypMemoryMap } from '../memory-map.js';
+import { type DmaStage2View } from './shared-host-stage2.js';
 
 /** The SMMU driver's TLB maintenance for VMID 0 on every SMMU (§6.7). */
 export interface IdmapTlbOps {
@@ -45,7 +46,8 @@ export function pkvmToIommuProt(prot: number): number {
   return p;
 }
 
-export class ShadowIdmap {
+export class ShadowIdmap implements DmaStage2View {
+  readonly name = 'shadow idmap';
   readonly pgtable: IoPgtableArmS2;
   readonly cfg: IoPgtableCfg;
   /** `kvm_idmap_initialized`: set only when the snapshot walk succeeded. */
@@ -177,4 +179,7 @@ export class ShadowIdmap {
     return undefined;
   }
 
+  tablePages(): readonly number[] {
+    return this.pgtable.heldTables().flatMap(([pa, bytes]) => Array.from({ length: Math.ceil(bytes / PAGE) }, (_, i) => pa + i * PAGE));
+  }
 }

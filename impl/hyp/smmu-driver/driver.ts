@@ -37,7 +37,8 @@ import { STE_BYTES, STE_CONFIG, SHCFG_INCOMING, decodeL1std, decodeSte, encodeL1
 import { type U64, bits, u64 } from '../../arch/u64.js';
 import { type TablePageAllocator } from '../../pgtable/page-allocator.js';
 import { type Hypervisor, type YieldPoint } from '../hypervisor.js';
-import { type IdmapTlbOps, type ShadowIdmap } from '../iommu/idmap.js';
+import { type IoPgtableS2Regs } from '../../pgtable/io-pgtable-arm.js';
+import { type IdmapTlbOps } from '../iommu/idmap.js';
 import { HypCmdq } from './cmdq.js';
 import { type SmmuFeatures, probeSmmu } from './probe.js';
 import { writeEntry } from './ste-writer.js';
@@ -73,6 +74,14 @@ export interface DriverOptions {
    * / io-pgtable-arm.ts `splitOnUnmap`). The series maps memory page-granular (§6.3).
    */
   readonly idmapMemoryBlocks?: boolean;
+  /**
+   * The stage-2 every shadowed STE translates by: 'shadow-idmap' (the series, §6.2) or
+   * 'host-stage2' — the host CPU stage-2 itself, VMID 0 (design variant `shared-cpu-s2`,
+   * impl/hyp/iommu/shared-host-stage2.ts).
+   */
+  readonly dmaStage2?: 'shadow-idmap' | 'host-stage2';
+  /** With 'host-stage2': the host stage-2 is fully populated at boot (`shared-cpu-s2-prepopulated`). */
+  readonly prepopulateHostStage2?: boolean;
 }
 
 /** The host's view of the emulated SMMU: shadow registers the real SMMU never sees. */
@@ -96,7 +105,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
   readonly warnings: string[] = [];
   /** How the runner lets hardware act while the driver waits (ARCHITECTURE §4). */
   stepHardware: (point: YieldPoint) => void = () => undefined;
-  idmap: ShadowIdmap | undefined;
+  /** The stage-2 (root and VTCR fields) shadowed STEs point at: the idmap's or the host's. */
+  stage2: IoPgtableS2Regs | undefined;
   /** Streams whose hardware STE ever had EATS != 0 (the ATC_INV targets of `atcInvalidation`). */
   readonly atsStreams = new Set<number>();
 
@@ -195,6 +205,11 @@ export class HypSmmuDriver implements IdmapTlbOps {
 
   // --- stage-2 TLB maintenance for the shadow idmap (IdmapTlbOps, §6.7) ---
 
+  /** IDR3.RIL as probed: whether a range invalidation costs a few commands or one per page. */
+  get rangeInvalidation(): boolean {
+    return this.features?.rangeInvalidation === true;
+  }
+
   /** TLBIs are skipped while the emulated SMMU is disabled (bug class 11). */
   private enabled(): boolean {
     return (this.reg(REG.CR0) & CR0_SMMUEN) !== 0 && this.cmdq !== undefined;
@@ -254,19 +269,19 @@ export class HypSmmuDriver implements IdmapTlbOps {
   /** Builds the hardware STE for a host STE (`smmu_attach_stage_2`, §6.10 table). */
   shadowSte(hostWords: readonly U64[]): U64[] | number {
     const host = decodeSte(hostWords);
-    const idmap = this.idmap;
+    const stage2 = this.stage2;
     if (!host.v || host.config === STE_CONFIG.ABORT) {
       const out = hostWords.map((w) => u64(w.lo, w.hi));
       out[2] = u64(0, 0);
       out[3] = u64(0, 0);
       return out;
     }
-    if (idmap === undefined || idmap.cfg.s2 === undefined) return -EINVAL;
+    if (stage2 === undefined) return -EINVAL;
     let config: number;
     if (host.config === STE_CONFIG.BYPASS) config = STE_CONFIG.S2_TRANS;
     else if (host.config === STE_CONFIG.S1_TRANS) config = STE_CONFIG.NESTED;
     else return -EINVAL;
-    const v = idmap.cfg.s2.vtcr;
+    const v = stage2.vtcr;
     const fields = {
       ...host,
       config,
@@ -288,7 +303,7 @@ export class HypSmmuDriver implements IdmapTlbOps {
       s2ha: false,
       s2s: false,
       s2r: true,
-      s2ttb: idmap.cfg.s2.vttbr,
+      s2ttb: stage2.vttbr,
     };
     // Dwords 2-3 are wholly the hypervisor's; dwords 4-7 (secure, realm, MPAM, S2POI) are not
     // used by a Non-secure stage-2/nested configuration here — choice: written as zero.
