@@ -17,6 +17,7 @@ import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
 import { type Violation } from './checks.js';
+import { type SteUpdateMonitor } from './protocol/ste-update.js';
 
 export type HardwareOperation =
   | { readonly kind: 'dma'; readonly sid: number; readonly addr: number; readonly access: 'read' | 'write' }
@@ -221,12 +222,13 @@ export function checkDmaAvailability(sys: System, model: ModelState, pfns: reado
  * Protocol hygiene for the stream table (smmuv3-arch.md §3.3 CFGI, §2.8): once a step is over,
  * every STE and L1 descriptor the SMMU holds in its configuration cache must equal what is in
  * the hypervisor's stream table — a difference means an STE or L1 write without the CFGI_STE
- * (+ CMD_SYNC) that makes the SMMU drop its cached copy.
+ * (+ CMD_SYNC) that makes the SMMU drop its cached copy — and, with a monitor, every state an
+ * STE passed through during the step was hitless (properties/protocol/ste-update.ts).
  */
-export function checkSmmuConfigCoherent(sys: System): Violation[] {
+export function checkSmmuConfigCoherent(sys: System, steUpdates?: SteUpdateMonitor): Violation[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];
-  const out: Violation[] = [];
+  const out: Violation[] = (steUpdates?.finish() ?? []).map((message) => ({ check: 'smmu_config_coherent', message }));
   for (const e of parts.smmu.configCacheEntries()) {
     if (e.kind === 'ste') {
       const now = Array.from({ length: 8 }, (_, i) => u64ToHex(sys.memory.peek64(e.fetchAddr + i * 8)));

@@ -11,6 +11,7 @@ import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, chec
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
+import { SteUpdateMonitor } from './protocol/ste-update.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
 import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
 
@@ -125,6 +126,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     failure = { index: -1, op: { kind: 'smmu_consume', smmu: 0 }, modelRet: 0, systemRet: 'panic', violations: booted.bootViolations };
     return { steps, failure, model, system };
   }
+  const steUpdates = system.iommu !== undefined && checks.has('smmu_config_coherent') ? new SteUpdateMonitor(system.memory, system.iommu.driver) : undefined;
   const hotPfns = machine.memory.flatMap((r) => [r.base / 4096, r.base / 4096 + 1, (r.base + r.size) / 4096 - 1]);
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
@@ -144,7 +146,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
-      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system));
+      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
@@ -220,7 +222,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('pool_accounting')) violations.push(...checkPools(system, machine.poolPages, view));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
-      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system));
+      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     }
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);
@@ -230,6 +232,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     if (systemRet === 'panic') break;
   }
+  steUpdates?.detach();
   return { steps, failure, model, system };
 }
 

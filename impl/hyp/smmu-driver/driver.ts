@@ -41,7 +41,7 @@ import { type IoPgtableS2Regs } from '../../pgtable/io-pgtable-arm.js';
 import { type IdmapTlbOps } from '../iommu/idmap.js';
 import { HypCmdq } from './cmdq.js';
 import { type SmmuFeatures, probeSmmu } from './probe.js';
-import { writeEntry } from './ste-writer.js';
+import { type EntryAccess, type EntryUpdateKind, writeEntry } from './ste-writer.js';
 import { buildS2RangeInvalidation } from './tlbi-range.js';
 
 const PAGE = 4096;
@@ -107,6 +107,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
   stepHardware: (point: YieldPoint) => void = () => undefined;
   /** The stage-2 (root and VTCR fields) shadowed STEs point at: the idmap's or the host's. */
   stage2: IoPgtableS2Regs | undefined;
+  /** How a live STE is moved to its new value (the hitless writer, `arm_smmu_write_entry`). */
+  entryWriter: (access: EntryAccess, target: readonly U64[], sync: () => void) => EntryUpdateKind = writeEntry;
   /** Streams whose hardware STE ever had EATS != 0 (the ATC_INV targets of `atcInvalidation`). */
   readonly atsStreams = new Set<number>();
 
@@ -331,7 +333,7 @@ export class HypSmmuDriver implements IdmapTlbOps {
     if (at < 0) return at;
     const cmdq = this.cmdq as HypCmdq;
     let failed = 0;
-    writeEntry(
+    this.entryWriter(
       {
         read: (i) => this.memory.peek64(at + i * 8),
         write: (i, v) => {
