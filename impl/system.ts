@@ -203,7 +203,9 @@ export function bootIommu(sys: System): number {
     const p = prepopulateHostStage2(sys.hostS2);
     if (p !== 0) return p;
   }
-  let r = sys.hyp.run(parts.driver.init(), step);
+  // The firmware's dma-coherent property is taken to describe the SMMU as it is (IDR0.COHACC);
+  // the driver refuses a non-coherent SMMU.
+  let r = sys.hyp.run(parts.driver.init(sys.config.smmu?.features?.cohacc ?? true), step);
   if (r !== 0) return r;
   const f = parts.driver.features;
   if (f === undefined) return -22;

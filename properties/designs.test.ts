@@ -84,11 +84,13 @@ describe('the hardware set', () => {
     }
   });
 
-  it('an SMMU without the 4K granule is refused at IOMMU init by every variant, without a crash', () => {
-    const machine = smallMachineWithSmmu({ ats: false, features: { granules: ['16K', '64K'] } });
-    for (const v of DESIGN_VARIANTS) {
-      const r = runOperations(machine, [], { driver: v.knobs });
-      expect(describeFailure(r), v.name).toMatch(/IOMMU boot failed with -EINVAL/);
+  it('an SMMU without the 4K granule, or not coherent, is refused at IOMMU init by every variant, without a crash', () => {
+    for (const features of [{ granules: ['16K', '64K'] as const }, { cohacc: false }]) {
+      const machine = smallMachineWithSmmu({ ats: false, features: { ...features, granules: [...(features.granules ?? ['4K'])] } });
+      for (const v of DESIGN_VARIANTS) {
+        const r = runOperations(machine, [], { driver: v.knobs });
+        expect(describeFailure(r), v.name).toMatch(/IOMMU boot failed with -EINVAL/);
+      }
     }
   });
 });
