@@ -69,6 +69,40 @@ describe('report CLI', () => {
     expect(a.json.settings).toMatchObject({ bugRuns: 6, bugSeed: 3 });
   });
 
+  it('on the default SMMU machine: leaves the known findings out of the campaigns, reproduces them as expected counterexamples, falls back to bug triggers', async () => {
+    const smmu = ['--seed', '3', '--runs', '6', '--bug-runs', '6', '--max-ops', '12', '--coverage', join(coverageDir, 'coverage-summary.json'), '--bench', bench];
+    const a = await report(smmu);
+    const b = await report(smmu);
+    expect(deterministicPart(a.summary)).toBe(deterministicPart(b.summary));
+    const s = a.summary;
+    expect(s).toMatch(/campaigns run by the report: seed 3, 6 runs per design on the small-smmu machine/);
+    expect(s).toMatch(/leave out every generated step that reaches a known finding of the design — `host_donate_hyp_mmio` \(mmio-donated-after-snapshot\), `host_mmio_write` to CR0 \(offset 0x20\) \(smmu-disabled-skips-tlbi\)/);
+    // The filter is real: the campaigns never donated MMIO.
+    expect(s).toMatch(/\| `host_donate_hyp_mmio` \| 0 \|/);
+    expect(s).toMatch(/\| `mmio-donated-after-snapshot` \| `dma_isolation` \| `host_donate_hyp_mmio` \| `v6-hide-ats` \| ✅ reproduced \| search, run \d+ .*\| \d+ → 1 \|/);
+    expect(s).toMatch(/\| `smmu-disabled-skips-tlbi` \| `dma_isolation` \| .* \| `v6-hide-ats` \| ✅ reproduced \| (search|trigger).* \| \d+ → \d+ \|/);
+    expect(s).toMatch(/```json\n  \{"kind":"host_donate_hyp_mmio","pfn":36864\}\n  ```/);
+    expect(s).toMatch(/- known findings: 2\/2 reproduced as expected counterexamples/);
+    // A race (a schedule at the yield points) and an exhausted pool are out of a 6-run campaign's reach.
+    for (const bug of ['atc-inv-before-tlbi-sync', 'annotation-erased-by-enomem-recovery']) {
+      expect(s).toMatch(new RegExp(`\\| \`${bug}\` \\| \`[a-z_]+\` \\| ✅ caught by its trigger \\|`));
+      expect(s).toMatch(new RegExp(`- \`${bug}\`: fires with the bug, clean without — `));
+    }
+    expect(s).toMatch(/\| `annotation-erased-by-enomem-recovery` \|.*\| trigger 4 → 4 \| 6 \|/);
+    const json = a.json as { knownFindings: { name: string; foundBy: string | null; unexplained: unknown }[]; filtered: unknown[] };
+    expect(json.knownFindings.map((f) => [f.name, f.foundBy !== null, f.unexplained])).toEqual([
+      ['mmio-donated-after-snapshot', true, null],
+      ['smmu-disabled-skips-tlbi', true, null],
+    ]);
+    expect(json.filtered).toHaveLength(2);
+  });
+
+  it('says why the known findings are not reproduced on a machine without an SMMU', async () => {
+    const r = await report([...quick.map((x) => (x === '6' ? '1' : x)), '--no-bugs'].filter((x, i, all) => !(x === '--bug-runs' || all[i - 1] === '--bug-runs')));
+    expect(r.summary).toMatch(/## Known findings \(expected counterexamples\)\n\nNot reproduced here: the small machine has no SMMU\./);
+    expect(r.summary).not.toMatch(/leave out every generated step/);
+  });
+
   it('shows a bug that escaped, and exits 1', async () => {
     const r = await report([...quick.filter((x, i, all) => x !== '--bug-runs' && all[i - 1] !== '--bug-runs'), '--bug-runs', '1']);
     expect(r.code).toBe(1);

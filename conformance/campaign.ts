@@ -69,6 +69,12 @@ export interface CampaignHooks {
   readonly onCounterexample?: (c: FoundCounterexample) => string | null;
   /** Milliseconds; injectable so tests can run a "timed" campaign without waiting. */
   readonly clock?: () => number;
+  /**
+   * Steps kept in every generated sequence (default: all). The report leaves out the steps that
+   * reach a known finding, so a detection on an SMMU machine is not that finding's; whoever sets
+   * it must say so, since the result JSON does not record it.
+   */
+  readonly keep?: (step: StepOp) => boolean;
 }
 
 export function findBug(name: string): InjectedBug | undefined {
@@ -186,7 +192,10 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const start = clock();
   const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
   const options = campaignRunOptions(spec, { continueAfterViolation: true });
-  const arb = operationsArbitrary(spec.machine, spec.maxOps);
+  const keep = hooks.keep;
+  const generated = operationsArbitrary(spec.machine, spec.maxOps);
+  // Filtering after generation keeps fast-check's shrinking (map shrinks through its source).
+  const arb = keep === undefined ? generated : generated.map((ops) => ops.filter(keep));
   const shrinkSet = hooks.shrink ?? 'all';
   const wantsShrink = (check: string) => (shrinkSet === 'all' ? true : shrinkSet === 'none' ? false : shrinkSet.includes(check));
   const stats: Stats = { kinds: {}, returns: {}, transitions: { host: {}, hyp: {}, guest: {} } };

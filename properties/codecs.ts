@@ -107,7 +107,7 @@ export const MachineConfigCodec = t.intersection([
     maxVms: t.number,
     vmStructPages: t.number,
   }),
-  t.partial({ smmu: SmmuConfigCodec }),
+  t.partial({ hostS2PoolPages: t.number, smmu: SmmuConfigCodec }),
 ]);
 
 /** Formats io-ts errors as "path.to.field: expected X, got Y" lines. */
@@ -185,5 +185,8 @@ export function decodeMachine(input: unknown): Decoded<MachineConfig> {
   for (const key of ['poolPages', 'maxVms', 'vmStructPages'] as const) {
     if (!Number.isSafeInteger(m[key]) || m[key] < 0 || m[key] > 1 << 20) return { ok: false, errors: [`${key}: expected an integer in [0, 2^20], got ${m[key]}`] };
   }
+  // The PGD alone takes a page: an empty pool cannot boot.
+  const s2 = m.hostS2PoolPages;
+  if (s2 !== undefined && (!Number.isSafeInteger(s2) || s2 < 1 || s2 > 1 << 20)) return { ok: false, errors: [`hostS2PoolPages: expected an integer in [1, 2^20], got ${s2}`] };
   return r;
 }

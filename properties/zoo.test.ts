@@ -4,12 +4,24 @@ import { ALL_BUGS, findInjectedBug } from './bugs/index.js';
 import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { ALL_CHECKS, runOperations } from './runner.js';
-import { ZOO_DEFAULTS, zooRow } from './zoo.js';
+import { KNOWN_FINDINGS, ZOO_DEFAULTS, notAKnownFinding, zooRow } from './zoo.js';
 import { namedMachine } from '../conformance/machines.js';
+import { decodeMachine } from './codecs.js';
+import { CORPUS_DIR, loadCorpusFile } from '../conformance/corpus.js';
+import { join } from 'node:path';
 
 // Fewer runs than `npm run zoo` (CI budget): a bug the search misses at 40 runs falls back to its
 // hand-written trigger, which the row reports as foundBy 'trigger'.
 const SETTINGS = { ...ZOO_DEFAULTS, runs: 40 };
+
+/**
+ * Longest shrunk counterexample per bug, 3 unless listed. The -ENOMEM recovery needs a full
+ * pool: boot and one step fill at most 8 pages, and a pool of 8 is already exhausted by some
+ * generated runs, where the fixed hypervisor diverges from the pool-less model (see
+ * small-smmu-tight-s2-pool in conformance/machines.ts) — so two filling steps, the fault that
+ * runs the recovery, and the access to the erased page.
+ */
+const MAX_SHRUNK: Readonly<Record<string, number>> = { 'annotation-erased-by-enomem-recovery': 4 };
 
 describe('the bug zoo', () => {
   it('registers at least 15 bugs with distinct names, each on a known machine, caught by a known check', () => {
@@ -29,9 +41,35 @@ describe('the bug zoo', () => {
       expect(row.caught, bug.description).toBe(true);
       expect(row.cleanPasses).toBe(true);
       expect(row.shrunkLength).toBeGreaterThan(0);
-      expect(row.shrunkLength).toBeLessThanOrEqual(3);
+      expect(row.shrunkLength).toBeLessThanOrEqual(MAX_SHRUNK[bug.name] ?? 3);
     });
   }
+
+  it('each known finding: its trigger is its corpus file, reaches its check, and uses a step the campaigns leave out', () => {
+    const machine = namedMachine('small-smmu-no-ats');
+    if (machine === undefined) throw new Error('machine');
+    for (const f of KNOWN_FINDINGS) {
+      const loaded = loadCorpusFile(join(CORPUS_DIR, f.corpusFile));
+      if (!loaded.ok) throw new Error(loaded.errors.join('; '));
+      expect(loaded.value.operations, f.name).toEqual(f.trigger);
+      expect(f.trigger.some(f.reachedBy), f.name).toBe(true);
+      expect(f.trigger.filter(notAKnownFinding).length).toBeLessThan(f.trigger.length);
+      const r = runOperations(machine, f.trigger, { checks: new Set<CheckName>([f.check]) });
+      expect(r.failure?.violations.map((v) => v.check), f.name).toContain(f.check);
+    }
+  });
+
+  it('the tight-pool machine goes through the machine codec (corpus and replay files carry it)', () => {
+    const machine = namedMachine('small-smmu-tight-s2-pool');
+    expect(machine?.hostS2PoolPages).toBe(9);
+    const decoded = decodeMachine(JSON.parse(JSON.stringify(machine)));
+    expect(decoded.ok && decoded.value).toEqual(machine);
+    for (const bad of [0, 2.5, -1, '9']) {
+      const r = decodeMachine({ ...machine, hostS2PoolPages: bad });
+      expect(r.ok, String(bad)).toBe(false);
+      if (!r.ok) expect(r.errors.join('\n')).toMatch(/hostS2PoolPages: expected/);
+    }
+  });
 
   for (const bug of DMA_BUGS) {
     it(`${bug.name}: its trigger is caught by ${bug.caughtBy} alone and clean without the bug`, () => {

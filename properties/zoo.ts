@@ -41,12 +41,58 @@ export interface ZooRow {
 }
 
 /**
- * Steps that reach the known findings of the design (dma.test.ts): MMIO donated after the
- * snapshot, and TLB maintenance skipped while the host disables the SMMU. Left out of the zoo's
- * runs on SMMU machines so a detection is the bug's and not a finding's.
+ * A finding about the design as read (README "DMA isolation", dma.test.ts, corpus findings/)
+ * that generated runs on any SMMU machine reach through a step of their own: campaigns that must
+ * not stop on it leave those steps out (`notAKnownFinding`), and the report reproduces it apart.
+ */
+export interface KnownFinding {
+  readonly name: string;
+  readonly description: string;
+  readonly check: CheckName;
+  /** The steps that reach it. */
+  readonly reachedBy: (o: Step) => boolean;
+  /** The same predicate in words, for the report. */
+  readonly reachedByText: string;
+  /** Its file under conformance/corpus/, whose operations are `trigger`. */
+  readonly corpusFile: string;
+  /** A sequence that reaches it, for when a search budget misses it (the corpus file's). */
+  readonly trigger: readonly Step[];
+}
+
+export const KNOWN_FINDINGS: readonly KnownFinding[] = [
+  {
+    name: 'mmio-donated-after-snapshot',
+    description: 'MMIO donated to the hypervisor after the snapshot stays mapped in the shadow idmap: a 1 GiB block over the MMIO gap cannot be partially unmapped ("as it is never donated at the moment")',
+    check: 'dma_isolation',
+    reachedBy: (o) => o.kind === 'host_donate_hyp_mmio',
+    reachedByText: '`host_donate_hyp_mmio`',
+    corpusFile: 'findings/mmio-donated-after-snapshot.json',
+    trigger: [{ kind: 'host_donate_hyp_mmio', pfn: 0x9000 }],
+  },
+  {
+    name: 'smmu-disabled-skips-tlbi',
+    description: 'TLB maintenance is skipped while the host keeps the SMMU disabled (CR0 = 0): an entry cached before survives a donation and is used once the host re-enables the SMMU',
+    check: 'dma_isolation',
+    reachedBy: (o) => o.kind === 'host_mmio_write' && o.offset === 0x20,
+    reachedByText: '`host_mmio_write` to CR0 (offset 0x20)',
+    corpusFile: 'findings/smmu-disabled-skips-tlbi.json',
+    trigger: [
+      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0 },
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: 0x40001, gfn: 2, vm: 1 },
+      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0x9 },
+      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+    ],
+  },
+];
+
+/**
+ * False for the steps that reach a known finding: left out of the zoo's runs on SMMU machines so
+ * that a detection is the bug's.
  */
 export function notAKnownFinding(o: Step): boolean {
-  return o.kind !== 'host_donate_hyp_mmio' && !(o.kind === 'host_mmio_write' && o.offset === 0x20);
+  return !KNOWN_FINDINGS.some((f) => f.reachedBy(o));
 }
 
 /** The bug's design variant (its driver knobs) with only `checks`; with the bug when `bug`. */
@@ -71,6 +117,33 @@ const OWNERSHIP_TRIGGERS: Readonly<Record<string, readonly Step[]>> = {
 };
 
 export type ZooCandidate = InjectedBug & { readonly trigger?: readonly Step[]; readonly triggerSchedule?: readonly ScheduledHardware[] };
+
+export interface TriggerOutcome {
+  /** The trigger fires the bug's check with the bug, and nothing fires without it. */
+  readonly caught: boolean;
+  readonly cleanWithout: boolean;
+  readonly originalLength: number;
+  /** The trigger made 1-minimal (still firing the check), or null when it does not fire. */
+  readonly shrunk: readonly Step[] | null;
+  readonly message: string | null;
+}
+
+/**
+ * The bug's hand-written trigger (with its schedule of hardware at the yield points) on `machine`,
+ * only the bug's check enabled, with and without the bug; undefined for a bug without one.
+ */
+export function runBugTrigger(bug: ZooCandidate, machine: MachineConfig): TriggerOutcome | undefined {
+  const trigger = bug.trigger ?? OWNERSHIP_TRIGGERS[bug.name];
+  if (trigger === undefined || trigger.length === 0) return undefined;
+  const checks = new Set<CheckName>([bug.caughtBy]);
+  const withBug = designOptions(bug, checks, true, bug.triggerSchedule);
+  const fires = (ops: readonly Step[]) => runOperations(machine, ops, withBug).failure?.violations.some((v) => v.check === bug.caughtBy) === true;
+  const cleanWithout = runOperations(machine, trigger, designOptions(bug, checks, false, bug.triggerSchedule)).failure === undefined;
+  if (!fires(trigger)) return { caught: false, cleanWithout, originalLength: trigger.length, shrunk: null, message: null };
+  const shrunk = minimizeOperations(trigger, fires);
+  const message = runOperations(machine, shrunk, withBug).failure?.violations.find((v) => v.check === bug.caughtBy)?.message ?? null;
+  return { caught: cleanWithout, cleanWithout, originalLength: trigger.length, shrunk, message };
+}
 
 function arbitraryFor(machine: MachineConfig, maxOps: number): fc.Arbitrary<Step[]> {
   const arb = operationsArbitrary(machine, maxOps);
@@ -107,24 +180,25 @@ export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS):
     fc.property(arbitraryFor(machine, settings.maxOps), (steps) => runOperations(machine, steps, without).failure === undefined),
     { seed: settings.seed, numRuns: settings.runs },
   );
-  let counterexample: readonly Step[] | undefined = out.failed ? (out.counterexample?.[0] as Step[] | undefined) : undefined;
-  let foundBy: ZooRow['foundBy'] = counterexample === undefined ? null : 'search';
+  const searched = out.failed ? (out.counterexample?.[0] as Step[] | undefined) : undefined;
   let cleanPasses = !clean.failed;
-  let shrinkWith = catches;
-  const trigger = bug.trigger ?? OWNERSHIP_TRIGGERS[bug.name];
-  if (counterexample === undefined && trigger !== undefined && trigger.length > 0) {
+  let foundBy: ZooRow['foundBy'] = null;
+  let shrunk: readonly Step[] | null = null;
+  let message: string | null = null;
+  if (searched !== undefined) {
+    foundBy = 'search';
+    shrunk = minimizeOperations(searched, catches);
+    message = runOperations(machine, shrunk, withBug).failure?.violations.find((v) => v.check === bug.caughtBy)?.message ?? null;
+  } else {
     // A trigger may need hardware at the hypercalls' yield points (a race): it keeps its schedule.
-    const withSchedule = designOptions(bug, checks, true, bug.triggerSchedule);
-    const triggerCatches = (ops: readonly Step[]) => runOperations(machine, ops, withSchedule).failure?.violations.some((v) => v.check === bug.caughtBy) === true;
-    if (triggerCatches(trigger)) {
-      counterexample = trigger;
+    const t = runBugTrigger(bug, machine);
+    if (t !== undefined && t.shrunk !== null) {
       foundBy = 'trigger';
-      shrinkWith = triggerCatches;
-      cleanPasses &&= runOperations(machine, trigger, designOptions(bug, checks, false, bug.triggerSchedule)).failure === undefined;
+      shrunk = t.shrunk;
+      message = t.message;
+      cleanPasses &&= t.cleanWithout;
     }
   }
-  const shrunk = counterexample === undefined ? null : minimizeOperations(counterexample, shrinkWith);
-  const message = shrunk === null ? null : (runOperations(machine, shrunk, foundBy === 'trigger' ? designOptions(bug, checks, true, bug.triggerSchedule) : withBug).failure?.violations.find((v) => v.check === bug.caughtBy)?.message ?? null);
   return {
     bug: bug.name,
     machine: machineName,

@@ -9,9 +9,14 @@ import { type CampaignResult, type MergedCampaign, mergeResults } from '../confo
 import { runCampaign } from '../conformance/campaign.js';
 import { verdictText } from '../conformance/corpus-format.js';
 import { corpusName, listCorpusFiles, loadCorpusFile, replayEntry } from '../conformance/corpus.js';
-import { DEFAULT_DESIGN, DESIGNS } from '../conformance/designs.js';
+import { DEFAULT_DESIGN, DESIGNS, type DesignVariant } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
+import { type CheckName } from '../properties/checks.js';
+import { type MachineConfig } from '../properties/machine.js';
+import { minimizeOperations } from '../properties/minimize.js';
+import { type Step, runOperations } from '../properties/runner.js';
+import { KNOWN_FINDINGS, type KnownFinding, type TriggerOutcome, type ZooCandidate, notAKnownFinding, runBugTrigger } from '../properties/zoo.js';
 import { type CoverageInfo } from './coverage.js';
 
 export interface ReportSettings {
@@ -43,6 +48,28 @@ export interface KillRow {
   /** Where the row's campaign came from. */
   readonly source: 'run' | 'merged';
   readonly campaign: CampaignResult | null;
+  /** The bug's hand-written trigger, run when its campaign missed it (as `npm run zoo` does). */
+  readonly trigger: TriggerOutcome | null;
+}
+
+/** A known finding reproduced as an expected counterexample (properties/zoo.ts KNOWN_FINDINGS). */
+export interface FindingRow {
+  readonly name: string;
+  readonly description: string;
+  readonly check: string;
+  readonly reachedBy: string;
+  readonly corpusFile: string;
+  /** The variant it runs on: the first one expected to hold `check` on the machine. */
+  readonly design: string;
+  readonly machine: string;
+  /** The search (a campaign without the other findings' steps, stopped at the first detection). */
+  readonly campaign: CampaignResult;
+  /** 'search' or 'trigger' when reproduced; null when neither reached it. */
+  readonly foundBy: 'search' | 'trigger' | null;
+  readonly operations: readonly Step[] | null;
+  readonly originalLength: number | null;
+  /** A counterexample of the search that is not the finding's (no step of it): unexpected. */
+  readonly unexplained: readonly Step[] | null;
 }
 
 export interface CorpusRow {
@@ -58,6 +85,13 @@ export interface ReportData {
   readonly settings: ReportSettings;
   readonly variants: readonly VariantSection[];
   readonly kill: readonly KillRow[];
+  /**
+   * The known findings, when the report ran its campaigns on a machine with an SMMU; null when
+   * not applicable (no SMMU, or merged campaigns), with the reason.
+   */
+  readonly findings: { readonly rows: readonly FindingRow[] } | { readonly rows: null; readonly why: string };
+  /** Whether some campaign run here left the known findings' steps out (SMMU machines). */
+  readonly filtered: boolean;
   readonly corpus: readonly CorpusRow[];
   readonly coverage: CoverageInfo | null;
   readonly bench: Readonly<Record<string, number>> | null;
@@ -69,6 +103,41 @@ function asMerged(r: CampaignResult): MergedCampaign {
   const merged = mergeResults([r])[0];
   if (merged === undefined) throw new Error('merge of one result is empty');
   return merged;
+}
+
+/** On an SMMU machine, campaigns leave out the steps of the known findings (reproduced apart). */
+function keepFor(machine: MachineConfig): { keep?: (step: Step) => boolean } {
+  return machine.smmu === undefined ? {} : { keep: notAKnownFinding };
+}
+
+/**
+ * Reproduces a known finding on the report's machine: a campaign on the first variant expected to
+ * hold the finding's check there (so a detection is not a declared break), without the other
+ * findings' steps, stopped at the first detection and shrunk; its hand-written trigger when the
+ * budget misses it. A counterexample with no step of the finding is something else: unexplained.
+ */
+async function reproduceFinding(finding: KnownFinding, design: DesignVariant, machineName: string, machine: MachineConfig, seed: number, runs: number, maxOps: number): Promise<FindingRow> {
+  let found = false;
+  const campaign = await runCampaign(
+    { design: design.name, machineName, machine, maxOps, baseSeed: seed, shard: { index: 1, count: 1 }, runs },
+    {
+      keep: (o) => !KNOWN_FINDINGS.some((g) => g !== finding && g.reachedBy(o)),
+      shrink: [finding.check],
+      shouldStop: () => found,
+      onCounterexample: () => {
+        found = true;
+        return null;
+      },
+    },
+  );
+  const row = { name: finding.name, description: finding.description, check: finding.check, reachedBy: finding.reachedByText, corpusFile: finding.corpusFile, design: design.name, machine: machineName, campaign };
+  const cx = campaign.counterexamples.find((c) => c.check === finding.check);
+  const ops = cx?.operations as unknown as Step[] | undefined;
+  if (ops !== undefined && ops.some(finding.reachedBy)) return { ...row, foundBy: 'search', operations: ops, originalLength: cx?.originalLength ?? null, unexplained: null };
+  const options = design.runOptions({ checks: new Set<CheckName>([finding.check]) });
+  const fires = (candidate: readonly Step[]) => runOperations(machine, candidate, options).failure?.violations.some((v) => v.check === finding.check) === true;
+  const trigger = fires(finding.trigger) ? minimizeOperations(finding.trigger, fires) : null;
+  return { ...row, foundBy: trigger === null ? null : 'trigger', operations: trigger, originalLength: trigger === null ? null : finding.trigger.length, unexplained: ops ?? null };
 }
 
 export async function buildReport(settings: ReportSettings): Promise<ReportData> {
@@ -87,7 +156,7 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
         const machine = namedMachine(src.machine);
         if (machine === undefined) throw new Error(`unknown machine ${src.machine}`);
         const t0 = clock();
-        const r = asMerged(await runCampaign({ design: design.name, machineName: src.machine, machine, maxOps: src.maxOps, baseSeed: src.seed, shard: { index: 1, count: 1 }, runs: src.runs }));
+        const r = asMerged(await runCampaign({ design: design.name, machineName: src.machine, machine, maxOps: src.maxOps, baseSeed: src.seed, shard: { index: 1, count: 1 }, runs: src.runs }, keepFor(machine)));
         timings[`campaign ${design.name}`] = clock() - t0;
         return r;
       })
@@ -98,28 +167,50 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
     variants.push({ design: design.name, description: design.description, expectedToBreak, campaign });
   }
 
+  let filtered = settings.source.kind === 'run' && namedMachine(settings.source.machine)?.smmu !== undefined;
   const kill: KillRow[] = [];
   const t1 = clock();
-  for (const bug of ALL_BUGS) {
+  for (const bug of ALL_BUGS as readonly ZooCandidate[]) {
+    // DMA bugs live on a machine with an SMMU; the others on the report's bug machine.
+    const machineName = bug.machine ?? settings.bugMachine;
+    const machine = namedMachine(machineName);
+    if (machine === undefined) throw new Error(`unknown machine ${machineName}`);
     const fromShards = merged.find((m) => m.design === DEFAULT_DESIGN && m.bug === bug.name);
-    if (fromShards !== undefined) {
-      kill.push({ bug: bug.name, description: bug.description, caughtBy: bug.caughtBy, source: 'merged', campaign: fromShards.result });
-      continue;
-    }
-    let campaign: CampaignResult | null = null;
-    if (settings.bugRuns !== null) {
-      // DMA bugs live on a machine with an SMMU; the others on the report's bug machine.
-      const machineName = bug.machine ?? settings.bugMachine;
-      const machine = namedMachine(machineName);
-      if (machine === undefined) throw new Error(`unknown machine ${machineName}`);
+    let campaign: CampaignResult | null = fromShards?.result ?? null;
+    if (campaign === null && settings.bugRuns !== null) {
+      filtered ||= machine.smmu !== undefined;
       campaign = await runCampaign(
         { design: bug.design ?? DEFAULT_DESIGN, machineName, machine, maxOps: settings.bugMaxOps, baseSeed: settings.bugSeed, shard: { index: 1, count: 1 }, runs: settings.bugRuns, bug: bug.name },
-        { shrink: [bug.caughtBy] },
+        { shrink: [bug.caughtBy], ...keepFor(machine) },
       );
     }
-    kill.push({ bug: bug.name, description: bug.description, caughtBy: bug.caughtBy, source: 'run', campaign });
+    // Some bugs need a precondition the search budget rarely builds (a race at a yield point, an
+    // exhausted pool): their trigger stands in, as in `npm run zoo`.
+    const missed = campaign !== null && campaign.checks[bug.caughtBy]?.first == null;
+    const trigger = missed ? (runBugTrigger(bug, machine) ?? null) : null;
+    kill.push({ bug: bug.name, description: bug.description, caughtBy: bug.caughtBy, source: fromShards === undefined ? 'run' : 'merged', campaign, trigger });
   }
   timings['kill matrix'] = clock() - t1;
+
+  const t3 = clock();
+  let findings: ReportData['findings'];
+  if (settings.source.kind === 'merge') findings = { rows: null, why: 'the campaigns were merged from shards, which keep every step' };
+  else {
+    const src = settings.source;
+    const machine = namedMachine(src.machine);
+    if (machine === undefined) throw new Error(`unknown machine ${src.machine}`);
+    if (machine.smmu === undefined) findings = { rows: null, why: `the ${src.machine} machine has no SMMU` };
+    else {
+      const rows: FindingRow[] = [];
+      for (const f of KNOWN_FINDINGS) {
+        const design = [...DESIGNS.values()].find((d) => !d.expectedToBreakOn(machine).includes(f.check));
+        if (design === undefined) continue;
+        rows.push(await reproduceFinding(f, design, src.machine, machine, src.seed, src.runs, src.maxOps));
+      }
+      findings = { rows };
+    }
+  }
+  timings['known findings'] = clock() - t3;
 
   const t2 = clock();
   const corpus: CorpusRow[] = listCorpusFiles(settings.corpusDir).map((path) => {
@@ -132,7 +223,7 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
   });
   timings['corpus replay'] = clock() - t2;
 
-  return { settings, variants, kill, corpus, coverage: settings.coverage, bench: settings.bench, timings };
+  return { settings, variants, kill, findings, filtered, corpus, coverage: settings.coverage, bench: settings.bench, timings };
 }
 
 /** The one-line verdict and whether everything is as expected (the report's exit status). */
@@ -154,13 +245,26 @@ export function overallVerdict(data: ReportData): { ok: boolean; lines: string[]
     );
   }
   const ran = data.kill.filter((k) => k.campaign !== null);
-  const caught = ran.filter((k) => k.campaign?.checks[k.caughtBy]?.first != null);
+  const caught = ran.filter(killCaught);
   if (ran.length > 0) {
     if (caught.length < ran.length) ok = false;
-    lines.push(`injected bugs: ${caught.length}/${ran.length} caught by their check`);
+    const byTrigger = caught.filter((k) => k.campaign?.checks[k.caughtBy]?.first == null).length;
+    lines.push(`injected bugs: ${caught.length}/${ran.length} caught by their check${byTrigger > 0 ? ` (${byTrigger} by the bug's trigger after the campaign missed it)` : ''}`);
+  }
+  if (data.findings.rows !== null && data.findings.rows.length > 0) {
+    const rows = data.findings.rows;
+    const reproduced = rows.filter((f) => f.foundBy !== null).length;
+    const unexplained = rows.filter((f) => f.unexplained !== null).length;
+    if (reproduced < rows.length || unexplained > 0) ok = false;
+    lines.push(`known findings: ${reproduced}/${rows.length} reproduced as expected counterexamples${unexplained > 0 ? `; ${unexplained} search(es) found a counterexample that is NOT the finding` : ''}`);
   }
   const failing = data.corpus.filter((c) => !c.ok);
   if (failing.length > 0) ok = false;
   lines.push(`regression corpus: ${data.corpus.length - failing.length}/${data.corpus.length} verdicts hold`);
   return { ok, lines };
+}
+
+/** Caught by its campaign, or by its trigger (firing with the bug, clean without it). */
+export function killCaught(k: KillRow): boolean {
+  return k.campaign !== null && (k.campaign.checks[k.caughtBy]?.first != null || k.trigger?.caught === true);
 }

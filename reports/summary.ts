@@ -6,7 +6,8 @@
 import { match } from 'ts-pattern';
 import { OPERATION_KINDS } from '../model/index.js';
 import { compareRetNames, checkNames } from '../conformance/names.js';
-import { type KillRow, type ReportData, overallVerdict } from './build.js';
+import { KNOWN_FINDINGS } from '../properties/zoo.js';
+import { type KillRow, type ReportData, killCaught, overallVerdict } from './build.js';
 import { METRICS, leastCovered, pct } from './coverage.js';
 
 export const TIMINGS_MARKER = '<!-- timings: everything below varies from run to run -->';
@@ -27,8 +28,11 @@ function settingsLine(data: ReportData): string {
     .with({ kind: 'run' }, (s) => `campaigns run by the report: seed ${s.seed}, ${n(s.runs)} runs per design on the ${s.machine} machine, up to ${s.maxOps} operations per run`)
     .with({ kind: 'merge' }, (s) => `campaigns merged from ${s.results.length} shard result(s) in \`${s.dir}\``)
     .exhaustive();
-  const bugs = data.settings.bugRuns === null ? 'no bug campaigns run here' : `bug campaigns: seed ${data.settings.bugSeed}, ${n(data.settings.bugRuns)} runs per bug on the ${data.settings.bugMachine} machine, up to ${data.settings.bugMaxOps} operations per run`;
-  return `${campaigns}; ${bugs}.`;
+  const bugs = data.settings.bugRuns === null ? 'no bug campaigns run here' : `bug campaigns: seed ${data.settings.bugSeed}, ${n(data.settings.bugRuns)} runs per bug on the ${data.settings.bugMachine} machine (a DMA bug on its own machine), up to ${data.settings.bugMaxOps} operations per run`;
+  const filter = data.filtered
+    ? ` On machines with an SMMU, the campaigns run here leave out every generated step that reaches a known finding of the design — ${KNOWN_FINDINGS.map((f) => `${f.reachedByText} (${f.name})`).join(', ')} — so that a detection is not that finding's; the findings are reproduced apart, under [Known findings](#known-findings-expected-counterexamples).`
+    : '';
+  return `${campaigns}; ${bugs}.${filter}`;
 }
 
 function propertiesSection(data: ReportData): string[] {
@@ -66,23 +70,38 @@ function runsSection(data: ReportData): string[] {
 
 function coverageMatrix(data: ReportData): string[] {
   const out = ['## Model coverage', ''];
-  for (const v of data.variants) {
-    const c = v.campaign?.result;
-    if (c === undefined) continue;
-    out.push(`### \`${v.design}\`: operation kinds × model return codes`, '');
-    const codes = new Set<string>(['0']);
-    for (const byRet of Object.values(c.returns)) for (const code of Object.keys(byRet)) codes.add(code);
-    const cols = [...codes].sort(compareRetNames);
-    const kinds = [...new Set([...OPERATION_KINDS, ...Object.keys(c.kinds)])];
-    const rows = kinds.map((k) => [`\`${k}\``, n(c.kinds[k] ?? 0), ...cols.map((code) => {
+  if (data.filtered) out.push(`The steps of the known findings (${KNOWN_FINDINGS.map((f) => f.reachedByText).join(', ')}) were left out of the campaigns on the SMMU machine: they count as never executed here.`, '');
+  const ran = data.variants.flatMap((v) => (v.campaign === null ? [] : [{ design: v.design, c: v.campaign.result }]));
+  // The variants run the same generated steps: the ownership rows and the (model) transitions
+  // agree, and only hardware steps return differently. After the first variant, each table shows
+  // what differs from it, which keeps the summary within a pull-request comment.
+  const codes = new Set<string>(['0']);
+  for (const { c } of ran) for (const byRet of Object.values(c.returns)) for (const code of Object.keys(byRet)) codes.add(code);
+  const cols = [...codes].sort(compareRetNames);
+  const kindsOf = (c: (typeof ran)[number]['c']) => [...new Set([...OPERATION_KINDS, ...Object.keys(c.kinds)])];
+  const rowsOf = (c: (typeof ran)[number]['c']) =>
+    kindsOf(c).map((k) => [`\`${k}\``, n(c.kinds[k] ?? 0), ...cols.map((code) => {
       const x = c.returns[k]?.[code] ?? 0;
       return x === 0 ? '·' : n(x);
     })]);
-    out.push(...table(['kind', 'executed', ...cols.map((x) => `\`${x}\``)], rows), '');
+  const first = ran[0];
+  const firstRows = first === undefined ? [] : rowsOf(first.c).map((r) => r.join('|'));
+  for (const { design, c } of ran) {
+    const kinds = kindsOf(c);
+    const rows = rowsOf(c);
+    const isFirst = first !== undefined && first.design === design;
+    const shown = isFirst ? rows : rows.filter((r) => !firstRows.includes(r.join('|')));
+    if (isFirst) out.push(`### \`${design}\`: operation kinds × model return codes`, '');
+    else out.push(`### \`${design}\`: operation kinds × model return codes${shown.length === 0 ? ` — the same as \`${first?.design}\`` : `, rows that differ from \`${first?.design}\``}`, '');
+    if (shown.length > 0) out.push(...table(['kind', 'executed', ...cols.map((x) => `\`${x}\``)], shown), '');
     const never = kinds.filter((k) => (c.kinds[k] ?? 0) === 0);
     const noSuccess = kinds.filter((k) => (c.kinds[k] ?? 0) > 0 && (c.returns[k]?.[k === 'host_access' ? 'OK' : '0'] ?? 0) === 0);
     out.push(`Still zero: ${never.length === 0 && noSuccess.length === 0 ? 'none — every kind ran and succeeded at least once' : [never.length > 0 ? `never executed: ${never.map((k) => `\`${k}\``).join(', ')}` : '', noSuccess.length > 0 ? `never succeeded: ${noSuccess.map((k) => `\`${k}\``).join(', ')}` : ''].filter((x) => x !== '').join('; ')}.`, '');
-    out.push(`### \`${v.design}\`: page-state transitions (model)`, '');
+    if (!isFirst && JSON.stringify(c.transitions) === JSON.stringify(first?.c.transitions)) {
+      out.push(`### \`${design}\`: page-state transitions (model) — the same as \`${first?.design}\``, '');
+      continue;
+    }
+    out.push(`### \`${design}\`: page-state transitions (model)`, '');
     const zero = new Map<string, string[]>();
     for (const [component, states, counts] of [
       ['host', HOST_STATES, c.transitions.host],
@@ -117,9 +136,12 @@ function killSection(data: ReportData): string[] {
   const checks = checkNames();
   const rows = data.kill.map((k) => {
     const cx = k.campaign?.counterexamples.find((c) => c.check === k.caughtBy);
-    const caught = k.campaign?.checks[k.caughtBy]?.first != null;
-    return [`\`${k.bug}\``, `\`${k.caughtBy}\``, k.campaign === null ? 'not run' : caught ? '✅ caught' : '❌ **missed**', ...checks.map((c) => killCell(k, c)), cx === undefined ? '—' : `${cx.originalLength} → ${cx.operations.length}`, k.campaign === null ? '—' : n(k.campaign.runs)];
+    const byCampaign = k.campaign?.checks[k.caughtBy]?.first != null;
+    const verdict = k.campaign === null ? 'not run' : byCampaign ? '✅ caught' : killCaught(k) ? '✅ caught by its trigger' : '❌ **missed**';
+    const shrunk = cx !== undefined ? `${cx.originalLength} → ${cx.operations.length}` : k.trigger?.shrunk != null ? `trigger ${k.trigger.originalLength} → ${k.trigger.shrunk.length}` : '—';
+    return [`\`${k.bug}\``, `\`${k.caughtBy}\``, verdict, ...checks.map((c) => killCell(k, c)), shrunk, k.campaign === null ? '—' : n(k.campaign.runs)];
   });
+  const triggered = data.kill.filter((k) => k.trigger !== null);
   return [
     '## Injected bugs (kill matrix)',
     '',
@@ -128,7 +150,48 @@ function killSection(data: ReportData): string[] {
     ...table(['bug', 'meant to be caught by', 'verdict', ...checks.map((c) => `\`${c}\``), 'counterexample (ops, before → after shrinking)', 'runs'], rows),
     '',
     ...data.kill.map((k) => `- \`${k.bug}\`: ${k.description}.`),
+    ...(triggered.length === 0
+      ? []
+      : [
+          '',
+          'Missed by their campaign, so their hand-written trigger ran (only the bug\'s check enabled; it must fire with the bug and nothing may fire without it), as `npm run zoo` does:',
+          '',
+          ...triggered.flatMap((k) => {
+            const t = k.trigger;
+            if (t === null) return [];
+            const what = t.shrunk === null ? 'does not fire' : t.cleanWithout ? 'fires with the bug, clean without' : 'fires, but ALSO WITHOUT the bug';
+            return [`- \`${k.bug}\`: ${what}${t.message === null ? '' : ` — ${t.message}`}`, ...(t.shrunk === null ? [] : ['', '  ```json', ...t.shrunk.map((op) => `  ${JSON.stringify(op)}`), '  ```'])];
+          }),
+        ]),
   ];
+}
+
+function findingsSection(data: ReportData): string[] {
+  const out = ['## Known findings (expected counterexamples)', ''];
+  const f = data.findings;
+  if (f.rows === null) return [...out, `Not reproduced here: ${f.why}.`];
+  out.push(
+    'Findings about the design as read (README "DMA isolation"), left out of the campaigns above. Each is searched for on the first variant expected to hold its check on this machine, without the other findings\' steps, and stopped at the first detection; its hand-written trigger (its corpus file) stands in when the budget misses it. A counterexample without a step of the finding is not the finding: it fails the report.',
+    '',
+  );
+  out.push(
+    ...table(
+      ['finding', 'check', 'reached by', 'variant', 'verdict', 'found by', 'counterexample (ops)', 'corpus'],
+      f.rows.map((r) => {
+        const first = r.campaign.checks[r.check]?.first;
+        const found = r.foundBy === 'search' && first != null ? `search, run ${first.run} (after ${n(first.runsToDetection)} run(s), ${n(first.opsToDetection)} operations)` : r.foundBy === 'trigger' ? `trigger (search: ${n(r.campaign.runs)} runs without it)` : '—';
+        const verdict = r.unexplained !== null ? '❌ **other counterexample**' : r.foundBy === null ? '❌ **not reproduced**' : '✅ reproduced';
+        return [`\`${r.name}\``, `\`${r.check}\``, r.reachedBy, `\`${r.design}\``, verdict, found, r.operations === null ? '—' : `${r.originalLength ?? '?'} → ${r.operations.length}`, `\`${r.corpusFile}\``];
+      }),
+    ),
+    '',
+  );
+  for (const r of f.rows) {
+    out.push(`- \`${r.name}\`: ${r.description}.`);
+    if (r.operations !== null) out.push('', '  ```json', ...r.operations.map((op) => `  ${JSON.stringify(op)}`), '  ```');
+    if (r.unexplained !== null) out.push('', `  The search's \`${r.check}\` counterexample has no step of this finding:`, '', '  ```json', ...r.unexplained.map((op) => `  ${JSON.stringify(op)}`), '  ```');
+  }
+  return out;
 }
 
 function counterexampleSection(data: ReportData): string[] {
@@ -198,12 +261,12 @@ export function renderSummary(data: ReportData): string {
     settingsLine(data),
     '',
   ];
-  const body = [...propertiesSection(data), '', ...runsSection(data), '', ...killSection(data), '', ...corpusSection(data), '', ...counterexampleSection(data), ...coverageMatrix(data), ...codeCoverageSection(data), ''];
+  const body = [...propertiesSection(data), '', ...runsSection(data), '', ...killSection(data), '', ...findingsSection(data), '', ...corpusSection(data), '', ...counterexampleSection(data), ...coverageMatrix(data), ...codeCoverageSection(data), ''];
   const tail = timingsSection(data);
   let text = [...head, ...body, ...tail].join('\n') + '\n';
   if (Buffer.byteLength(text) > SUMMARY_BUDGET) {
     // The counterexample listings and the per-variant matrices are the big parts; report.json keeps them.
-    const slim = [...head, ...propertiesSection(data), '', ...runsSection(data), '', ...killSection(data), '', ...corpusSection(data), '', '_Model coverage and counterexamples left out to fit a comment: see report.json._', '', ...codeCoverageSection(data), ''];
+    const slim = [...head, ...propertiesSection(data), '', ...runsSection(data), '', ...killSection(data), '', ...findingsSection(data), '', ...corpusSection(data), '', '_Model coverage and counterexamples left out to fit a comment: see report.json._', '', ...codeCoverageSection(data), ''];
     text = [...slim, ...tail].join('\n') + '\n';
   }
   return text;
@@ -237,13 +300,16 @@ export function reportJson(data: ReportData): string {
       bugMaxOps: data.settings.bugMaxOps,
     },
     variants: data.variants.map((v) => ({ ...v, campaign: v.campaign === null ? null : { ...v.campaign, result: strip(v.campaign.result) } })),
+    filtered: data.filtered ? KNOWN_FINDINGS.map((f) => ({ finding: f.name, leftOut: f.reachedByText })) : [],
     killMatrix: data.kill.map((k) => ({ ...k, campaign: k.campaign === null ? null : strip(k.campaign) })),
+    knownFindings: data.findings.rows === null ? { notRun: data.findings.why } : data.findings.rows.map((r) => ({ ...r, campaign: strip(r.campaign) })),
     corpus: data.corpus,
     coverage: data.coverage,
     timings: {
       phasesMs: data.timings,
       campaigns: Object.fromEntries(data.variants.filter((v) => v.campaign !== null).map((v) => [v.design, v.campaign?.result.timings])),
       bugCampaigns: Object.fromEntries(data.kill.filter((k) => k.campaign !== null).map((k) => [k.bug, k.campaign?.timings])),
+      findingCampaigns: Object.fromEntries((data.findings.rows ?? []).map((r) => [r.name, r.campaign.timings])),
       bench: data.bench,
     },
   };
