@@ -47,7 +47,7 @@ function pad(cells: readonly string[][]): string[] {
 function cell(row: MatrixRow, check: string): string {
   const c = row.cells.find((x) => x.check === check);
   if (c === undefined) return '-';
-  const runs = c.observed === 'breaks' ? ` (${c.outcome.violatedRuns}/${row.exploration.runs})` : '';
+  const runs = c.observed !== 'breaks' ? '' : c.outcome.foundBy === 'trigger' ? ' (trigger)' : ` (${c.outcome.violatedRuns}/${row.exploration.runs})`;
   return `${c.observed}${runs}${c.observed === c.declared ? '' : ` ≠ declared ${c.declared ?? 'nothing'}`}`;
 }
 
@@ -111,7 +111,7 @@ export function main(argv: readonly string[], io: Io): number {
         hardware: r.hardware,
         runs: r.exploration.runs,
         operations: r.exploration.operations,
-        checks: Object.fromEntries(r.cells.map((c) => [c.check, { observed: c.observed, declared: c.declared ?? null, violatedRuns: c.outcome.violatedRuns, firstRun: c.outcome.firstRun ?? null, counterexample: c.outcome.counterexample ?? null, message: c.outcome.message ?? null }])),
+        checks: Object.fromEntries(r.cells.map((c) => [c.check, { observed: c.observed, declared: c.declared ?? null, foundBy: c.outcome.foundBy ?? null, violatedRuns: c.outcome.violatedRuns, firstRun: c.outcome.firstRun ?? null, counterexample: c.outcome.counterexample ?? null, message: c.outcome.message ?? null }])),
       })),
       costs,
       mismatches,

@@ -5,7 +5,7 @@
  * files keep naming a machine and a design separately and stay replayable.
  */
 import { DESIGN_VARIANTS, type DesignVariant as DesignData, declaredVerdicts } from '../impl/hyp/design.js';
-import { type MachineConfig } from '../properties/machine.js';
+import { type MachineConfig, verdictHardware } from '../properties/machine.js';
 import { type RunOptions } from '../properties/runner.js';
 
 export interface DesignVariant {
@@ -31,13 +31,11 @@ export const DEFAULT_DESIGN = 'v6';
 const VARIANTS: readonly DesignVariant[] = DESIGN_VARIANTS.map((d) => ({
   name: d.name,
   description: d.rationale,
-  expectedToBreak: [...new Set(d.verdicts.filter((v) => v.verdict === 'breaks' && v.when.ats === undefined && v.when.ril === undefined).map((v) => v.check))],
+  expectedToBreak: [...new Set(d.verdicts.filter((v) => v.verdict === 'breaks' && Object.keys(v.when).length === 0).map((v) => v.check))],
   expectedToBreakOn: (machine) => {
     // Without an SMMU no DMA check has anything to find.
     if (machine.smmu === undefined) return [];
-    const ats = machine.smmu.features?.ats !== false && machine.smmu.devices.some((x) => x.ats);
-    const ril = machine.smmu.features?.ril !== false;
-    return [...new Set(declaredVerdicts(d, { ats, ril }).filter((v) => v.verdict === 'breaks').map((v) => v.check))];
+    return [...new Set(declaredVerdicts(d, verdictHardware(machine)).filter((v) => v.verdict === 'breaks').map((v) => v.check))];
   },
   data: d,
   // v6 sets no knob, so the machine's own driver options (e.g. small-smmu-hide-ats) stand.

@@ -94,6 +94,7 @@ const SmmuConfigCodec = t.intersection([
       idmapMemoryBlocks: t.boolean,
       dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
       prepopulateHostStage2: t.boolean,
+      rejectUnsupportedCommands: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { DESIGN_VARIANTS, designVariant } from '../impl/hyp/design.js';
 import { campaignRunOptions } from '../conformance/campaign.js';
 import { designNames } from '../conformance/designs.js';
-import { DEFAULT_BUDGET, type WorkloadRun, measureCosts, verdictRow, workload } from './design-matrix.js';
+import { DEFAULT_BUDGET, VERDICT_TRIGGERS, type WorkloadRun, measureCosts, verdictRow, workload } from './design-matrix.js';
 import { type MachineConfig, representativeHardware, smallMachineWithSmmu } from './machine.js';
+import { findInjectedBug } from './bugs/index.js';
 import { decodeMachine } from './codecs.js';
 import { minimizeOperations } from './minimize.js';
 import { type Step, describeFailure, runOperations } from './runner.js';
@@ -146,12 +147,38 @@ describe('the shared-cpu-s2 designs: what breaks and why', () => {
     const unmirrored = runOperations(machine, steps, {
       driver: prepopulated,
       checks: isolation,
-      afterBoot: (sys) => {
-        const tlb = (sys.hostS2.pgt as unknown as { tlb: { smmu: unknown } }).tlb;
-        tlb.smmu = undefined;
-      },
+      // The zoo's host-s2-tlbi-not-forwarded: the mirror detached.
+      afterBoot: findInjectedBug('host-s2-tlbi-not-forwarded')?.afterBoot,
     });
     expect(describeFailure(unmirrored)).toMatch(/SMMU TLB entry \(sid 1, IPA 0x40000000, level 2\) still reaches pfn 0x40002/);
+  });
+});
+
+describe('block-idmap-with-split on RIL hardware: the stale block also makes a TLB conflict', () => {
+  const steps = VERDICT_TRIGGERS['block-idmap-with-split']?.dma_availability ?? [];
+  const knobs = designVariant('block-idmap-with-split')?.knobs ?? {};
+  const checks = new Set(['dma_availability'] as const);
+
+  it('with BBML0/1 the DMA after the speculative fill faults on the conflict; BBML2, no RIL, or the page-granular v6 do not', () => {
+    for (const bbml of [0, 1]) {
+      const machine = smallMachineWithSmmu({ ats: false, ril: true, features: { bbml } });
+      const r = runOperations(machine, steps, { driver: knobs, checks });
+      expect(r.failure?.index, `BBML${bbml}`).toBe(4);
+      expect(describeFailure(r)).toMatch(/DMA from identity-attached sid 1 to host-owned 0x40001000 faulted \(fault: tlb_conflict\)/);
+    }
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: true, features: { bbml: 2 } }), steps, { driver: knobs, checks }))).toBe('no violation');
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: false }), steps, { driver: knobs, checks }))).toBe('no violation');
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: true }), steps, { checks }))).toBe('no violation');
+  });
+
+  it('the verdict table marks a verdict found by its trigger', () => {
+    const hw = representativeHardware().find((h) => h.name === 'ril/no-ats');
+    if (hw === undefined) throw new Error('hardware');
+    const row = verdictRow(designVariant('block-idmap-with-split') ?? DESIGN_VARIANTS[0]!, hw, []);
+    const cell = row.cells.find((c) => c.check === 'dma_availability');
+    expect(cell?.declared).toBe('breaks');
+    expect(cell?.observed).toBe('breaks');
+    expect(cell?.outcome.foundBy).toBe('trigger');
   });
 });
 

@@ -3,16 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { operationsArbitrary } from './arbitraries.js';
 import { type CheckName } from './checks.js';
 import { type MachineConfig, smallMachineWithSmmu } from './machine.js';
+import { notAKnownFinding } from './known-findings.js';
 import { minimizeOperations } from './minimize.js';
 import { type Step, describeFailure, runOperations } from './runner.js';
 import { type System } from '../impl/system.js';
 
 const SEED = 20261122;
 
-/** Steps that lead to the known findings below, so a clean-design run does not stop on them. */
-export function notAKnownFinding(o: Step): boolean {
-  return o.kind !== 'host_donate_hyp_mmio' && !(o.kind === 'host_mmio_write' && o.offset === 0x20);
-}
 const P = 0x40000; // first page of the small machine's RAM
 const PAGE = 4096;
 
@@ -129,6 +126,40 @@ describe('expected finding: TLB maintenance is skipped while the host keeps the 
     // And the device really reads the guest's page once the host turns the SMMU back on.
     const last = result.steps.at(-1);
     expect(last?.violations.map((v) => v.message).join('\n')).toMatch(/DMA read completed at 0x40001000 via tlb: pfn 0x40001 is not accessible to the host/);
+  });
+});
+
+describe('expected finding: a host command the SMMU rejects stops the hypervisor\u2019s command queue', () => {
+  const steps: Step[] = [
+    // CMD_RESUME (0x44): legal in the decoder, CERROR_ILL on an SMMU without the stall model.
+    { kind: 'host_write_cmd', smmu: 0, words: [0x44, 0, 0, 0] },
+    { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
+    { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
+  ];
+
+  it('the forwarded command halts the queue, the donation\u2019s TLBI never runs, the SMMU TLB keeps the page', () => {
+    const machine = smallMachineWithSmmu({ ats: false });
+    const result = runOperations(machine, steps);
+    expect(result.failure?.index).toBe(2);
+    expect(describeFailure(result)).toMatch(/SMMU TLB entry \(sid 1, IPA 0x40002000, level 3\) still reaches pfn 0x40002/);
+    // The SMMU reported the error (GERROR.CMDQ_ERR, CONS.ERR = CERROR_ILL) and stopped there.
+    const gerror = result.system.memory.read32(0xc00_0000 + 0x60);
+    expect(gerror & 1).toBe(1);
+    expect(minimizeOperations([...steps], (c) => runOperations(machine, c).failure !== undefined)).toEqual(steps);
+    // Every variant that invalidates through the queue is affected; the design knob that drops
+    // what the SMMU would reject (a proposed fix, not the series) removes it.
+    expect(describeFailure(runOperations(machine, steps, { driver: { atcInvalidation: true } }))).toMatch(/still reaches pfn 0x40002/);
+    const fixed = runOperations(machine, steps, { driver: { rejectUnsupportedCommands: true } });
+    expect(describeFailure(fixed)).toBe('no violation');
+    expect(fixed.system.iommu?.driver.warnings.join('\n')).toMatch(/RESUME dropped: RESUME on an SMMU without the stall model/);
+  });
+
+  it('ATC_INV and PRI_RESP do the same on an SMMU without ATS or PRI', () => {
+    const machine = smallMachineWithSmmu({ ats: false });
+    for (const opcode of [0x40, 0x41]) {
+      const r = runOperations(machine, [{ kind: 'host_write_cmd', smmu: 0, words: [opcode, 0, 0, 0] }, ...steps.slice(1)]);
+      expect(describeFailure(r), opcode.toString(16)).toMatch(/still reaches pfn 0x40002/);
+    }
   });
 });
 

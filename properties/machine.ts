@@ -5,7 +5,8 @@
 import { type ModelConfig, defaultConfig } from '../model/index.js';
 import { type SmmuConfig, type SystemConfig } from '../impl/system.js';
 import { type DriverOptions } from '../impl/hyp/smmu-driver/driver.js';
-import { type SmmuFeatures as SmmuHwFeatures } from '../impl/hw/smmu/features.js';
+import { DEFAULT_FEATURES, type SmmuFeatures as SmmuHwFeatures } from '../impl/hw/smmu/features.js';
+import { type VerdictHardware } from '../impl/hyp/design.js';
 
 export interface MachineConfig {
   readonly physShift: number;
@@ -84,6 +85,16 @@ export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hi
       driver: { hideAts: options.hideAts ?? false },
       hookPlacement: options.hookPlacement ?? 'every-owner-change',
     },
+  };
+}
+
+/** What a design verdict can depend on (impl/hyp/design.ts VerdictCondition), from a machine's SMMU. */
+export function verdictHardware(m: MachineConfig): VerdictHardware {
+  const f = m.smmu?.features;
+  return {
+    ats: m.smmu !== undefined && f?.ats !== false && m.smmu.devices.some((d) => d.ats),
+    ril: f?.ril !== false,
+    bbml2: (f?.bbml ?? DEFAULT_FEATURES.bbml) === 2,
   };
 }
 

@@ -4,7 +4,9 @@ import { ALL_BUGS, findInjectedBug } from './bugs/index.js';
 import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { ALL_CHECKS, runOperations } from './runner.js';
-import { KNOWN_FINDINGS, ZOO_DEFAULTS, notAKnownFinding, zooRow } from './zoo.js';
+import { KNOWN_FINDINGS, notAKnownFinding } from './known-findings.js';
+import { ZOO_DEFAULTS, zooRow } from './zoo.js';
+import { findDesign } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
 import { decodeMachine } from './codecs.js';
 import { CORPUS_DIR, loadCorpusFile } from '../conformance/corpus.js';
@@ -76,8 +78,9 @@ describe('the bug zoo', () => {
       const machine = namedMachine(bug.machine ?? 'small');
       if (machine === undefined) throw new Error('machine');
       const checks = new Set<CheckName>([bug.caughtBy]);
-      // atc-inv-before-tlbi-sync is a variant of v6-atc-inv: its trigger runs with that knob.
-      const driver = bug.design === 'v6-atc-inv' ? { atcInvalidation: true } : undefined;
+      // A bug written against a design variant (atc-inv-before-tlbi-sync, the shared-cpu-s2 ones)
+      // runs its trigger with that variant's knobs.
+      const driver = bug.design === undefined ? undefined : findDesign(bug.design)?.data.knobs;
       const schedule = bug.triggerSchedule;
       const base = { checks, ...(driver === undefined ? {} : { driver }), ...(schedule === undefined ? {} : { schedule }) };
       const buggy = runOperations(machine, bug.trigger, { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) });

@@ -12,6 +12,7 @@ import { operationsArbitrary } from './arbitraries.js';
 import { type InjectedBug } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { type MachineConfig } from './machine.js';
+import { notAKnownFinding } from './known-findings.js';
 import { minimizeOperations } from './minimize.js';
 import { type RunOptions, type ScheduledHardware, type Step, runOperations } from './runner.js';
 
@@ -38,61 +39,6 @@ export interface ZooRow {
   /** The same runs without the bug pass the check (no false alarm). */
   readonly cleanPasses: boolean;
   readonly message: string | null;
-}
-
-/**
- * A finding about the design as read (README "DMA isolation", dma.test.ts, corpus findings/)
- * that generated runs on any SMMU machine reach through a step of their own: campaigns that must
- * not stop on it leave those steps out (`notAKnownFinding`), and the report reproduces it apart.
- */
-export interface KnownFinding {
-  readonly name: string;
-  readonly description: string;
-  readonly check: CheckName;
-  /** The steps that reach it. */
-  readonly reachedBy: (o: Step) => boolean;
-  /** The same predicate in words, for the report. */
-  readonly reachedByText: string;
-  /** Its file under conformance/corpus/, whose operations are `trigger`. */
-  readonly corpusFile: string;
-  /** A sequence that reaches it, for when a search budget misses it (the corpus file's). */
-  readonly trigger: readonly Step[];
-}
-
-export const KNOWN_FINDINGS: readonly KnownFinding[] = [
-  {
-    name: 'mmio-donated-after-snapshot',
-    description: 'MMIO donated to the hypervisor after the snapshot stays mapped in the shadow idmap: a 1 GiB block over the MMIO gap cannot be partially unmapped ("as it is never donated at the moment")',
-    check: 'dma_isolation',
-    reachedBy: (o) => o.kind === 'host_donate_hyp_mmio',
-    reachedByText: '`host_donate_hyp_mmio`',
-    corpusFile: 'findings/mmio-donated-after-snapshot.json',
-    trigger: [{ kind: 'host_donate_hyp_mmio', pfn: 0x9000 }],
-  },
-  {
-    name: 'smmu-disabled-skips-tlbi',
-    description: 'TLB maintenance is skipped while the host keeps the SMMU disabled (CR0 = 0): an entry cached before survives a donation and is used once the host re-enables the SMMU',
-    check: 'dma_isolation',
-    reachedBy: (o) => o.kind === 'host_mmio_write' && o.offset === 0x20,
-    reachedByText: '`host_mmio_write` to CR0 (offset 0x20)',
-    corpusFile: 'findings/smmu-disabled-skips-tlbi.json',
-    trigger: [
-      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
-      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0 },
-      { kind: 'init_vm', vm: 1, protected: true },
-      { kind: 'host_donate_guest', pfn: 0x40001, gfn: 2, vm: 1 },
-      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0x9 },
-      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
-    ],
-  },
-];
-
-/**
- * False for the steps that reach a known finding: left out of the zoo's runs on SMMU machines so
- * that a detection is the bug's.
- */
-export function notAKnownFinding(o: Step): boolean {
-  return !KNOWN_FINDINGS.some((f) => f.reachedBy(o));
 }
 
 /** The bug's design variant (its driver knobs) with only `checks`; with the bug when `bug`. */

@@ -16,7 +16,8 @@ import { type CheckName } from '../properties/checks.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { minimizeOperations } from '../properties/minimize.js';
 import { type Step, runOperations } from '../properties/runner.js';
-import { KNOWN_FINDINGS, type KnownFinding, type TriggerOutcome, type ZooCandidate, notAKnownFinding, runBugTrigger } from '../properties/zoo.js';
+import { KNOWN_FINDINGS, type KnownFinding, notAKnownFinding } from '../properties/known-findings.js';
+import { type TriggerOutcome, type ZooCandidate, runBugTrigger } from '../properties/zoo.js';
 import { type CoverageInfo } from './coverage.js';
 
 export interface ReportSettings {

@@ -6,7 +6,7 @@
 import { match } from 'ts-pattern';
 import { OPERATION_KINDS } from '../model/index.js';
 import { compareRetNames, checkNames } from '../conformance/names.js';
-import { KNOWN_FINDINGS } from '../properties/zoo.js';
+import { KNOWN_FINDINGS } from '../properties/known-findings.js';
 import { type KillRow, type ReportData, killCaught, overallVerdict } from './build.js';
 import { METRICS, leastCovered, pct } from './coverage.js';
 

@@ -17,7 +17,12 @@ export interface VerdictCondition {
   readonly ats?: boolean;
   /** IDR3.RIL (range invalidation; TTL hints honoured). */
   readonly ril?: boolean;
+  /** IDR3.BBML == 2: overlapping TLB entries never raise a TLB conflict (the largest wins). */
+  readonly bbml2?: boolean;
 }
+
+/** The hardware facts a verdict can depend on. */
+export type VerdictHardware = Required<VerdictCondition>;
 
 const ALWAYS: VerdictCondition = {};
 
@@ -108,6 +113,12 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
         why: 'the split invalidates only the unmapped page, as a leaf at level 3 (tlb_add_page with the 4K granule → TTL 3); with RIL the SMMU may keep the cached level-2 block, which still reaches the donated page',
       },
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false, ril: false }, why: 'without RIL the TLBI carries no TTL and removes the cached block too' },
+      {
+        check: 'dma_availability',
+        verdict: 'breaks',
+        when: { ril: true, bbml2: false },
+        why: 'the block the leaf TLBI left cached overlaps the level-3 entry a later (speculative) walk caches for the page given back: a TLB conflict (BBML0/1), and the DMA faults',
+      },
     ],
   },
   {
@@ -158,7 +169,8 @@ export function designVariant(name: string): DesignVariant | undefined {
  * The verdicts a variant declares for one hardware configuration. When two match for one check,
  * "breaks" wins: one counterexample is enough.
  */
-export function declaredVerdicts(variant: DesignVariant, hw: { readonly ats: boolean; readonly ril: boolean }): DeclaredVerdict[] {
-  const matching = variant.verdicts.filter((v) => (v.when.ats === undefined || v.when.ats === hw.ats) && (v.when.ril === undefined || v.when.ril === hw.ril));
+export function declaredVerdicts(variant: DesignVariant, hw: VerdictHardware): DeclaredVerdict[] {
+  const applies = (want: boolean | undefined, have: boolean) => want === undefined || want === have;
+  const matching = variant.verdicts.filter((v) => applies(v.when.ats, hw.ats) && applies(v.when.ril, hw.ril) && applies(v.when.bbml2, hw.bbml2));
   return matching.filter((v) => v.verdict === 'breaks' || !matching.some((o) => o.check === v.check && o.verdict === 'breaks'));
 }

@@ -12,7 +12,10 @@ import { type Command } from '../../impl/arch/smmu/commands.js';
 import { STE_CONFIG, decodeSte, encodeSte, steFields } from '../../impl/arch/smmu/ste.js';
 import { type Hypercall, type YieldPoint } from '../../impl/hyp/hypervisor.js';
 import { type HypCmdq } from '../../impl/hyp/smmu-driver/cmdq.js';
+import { type U64 } from '../../impl/arch/u64.js';
+import { SmmuMirroredStage2Tlb } from '../../impl/hyp/iommu/shared-host-stage2.js';
 import { type HypSmmuDriver } from '../../impl/hyp/smmu-driver/driver.js';
+import { type EntryAccess, type EntryUpdateKind } from '../../impl/hyp/smmu-driver/ste-writer.js';
 import { type IommuParts, type System } from '../../impl/system.js';
 import { type ScheduledHardware, type Step } from '../runner.js';
 import { type InjectedBug, replace } from './ownership-bugs.js';
@@ -303,6 +306,40 @@ export const DMA_BUGS: readonly ZooBug[] = [
       { kind: 'host_write_ste', smmu: 0, sid: 1, words: [9, 0, 0, 0] },
       { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },
     ],
+  },
+  {
+    name: 'ste-update-not-hitless',
+    description: 'the STE writer stores every changed qword in order and syncs once, without the §2.8 sequence: the SMMU can fetch the new configuration (nested) with the old stage-1 attributes',
+    caughtBy: 'smmu_config_coherent',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => {
+      replace(parts(sys).driver, 'entryWriter', (access: EntryAccess, target: readonly U64[], sync: () => void): EntryUpdateKind => {
+        target.forEach((t, i) => {
+          const c = access.read(i);
+          if (c.lo !== t.lo || c.hi !== t.hi) access.write(i, t);
+        });
+        sync();
+        return 'unchanged';
+      });
+    },
+    // The host moves sid 1 from bypass (shadow: stage 2) to stage 1 with S1CIR/S1COR/S1CSH set
+    // (shadow: nested): qword 0 lands while qword 1 still has the old attributes.
+    trigger: [{ kind: 'host_write_ste', smmu: 0, sid: 1, words: [0x4000_000b, 0, 0xd4, 0] }],
+  },
+  {
+    name: 'host-s2-tlbi-not-forwarded',
+    description:
+      'shared-cpu-s2: the host stage-2 invalidations reach the CPU only, as if the SMMU snooped broadcast TLBIs (BTM), which it does not ("SW needs to forward invalidations, BTM is rare", v6 review, PATCH 08/25): the SMMU keeps the block of a donated page',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    design: 'shared-cpu-s2-prepopulated',
+    inject: () => undefined,
+    afterBoot: (sys) => {
+      const tlb = sys.hostS2.pgt.tlb;
+      if (tlb instanceof SmmuMirroredStage2Tlb) replace(tlb, 'smmu', undefined);
+    },
+    trigger: staleTlbAfterDonation,
   },
   {
     name: 'annotation-erased-by-enomem-recovery',

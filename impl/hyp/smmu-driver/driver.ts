@@ -13,7 +13,7 @@
  */
 import { E2BIG, EINVAL, ENOMEM } from '../../arch/errno.js';
 import { type PhysicalMemory } from '../../arch/physical-memory.js';
-import { CMD_BYTES, CS_IRQ, CS_SEV, type Command, decodeCommand } from '../../arch/smmu/commands.js';
+import { CMD_BYTES, CS_IRQ, CS_SEV, type Command, checkCommand, decodeCommand } from '../../arch/smmu/commands.js';
 import {
   CR0_CMDQEN,
   CR0_EVTQEN,
@@ -82,6 +82,14 @@ export interface DriverOptions {
   readonly dmaStage2?: 'shadow-idmap' | 'host-stage2';
   /** With 'host-stage2': the host stage-2 is fully populated at boot (`shared-cpu-s2-prepopulated`). */
   readonly prepopulateHostStage2?: boolean;
+  /**
+   * Drop (and warn about) host commands this SMMU would reject as CERROR_ILL — RESUME and
+   * STALL_TERM without the stall model, PRI_RESP without PRI, ATC_INV without ATS — instead of
+   * forwarding them, as the series does ("everything else passes", §6.10). A rejected command
+   * stops the hypervisor's own queue, so every later TLBI times out (finding
+   * `host-command-stops-hyp-queue`, properties/dma.test.ts). Not the series: a proposed fix.
+   */
+  readonly rejectUnsupportedCommands?: boolean;
 }
 
 /** The host's view of the emulated SMMU: shadow registers the real SMMU never sees. */
@@ -581,9 +589,18 @@ export class HypSmmuDriver implements IdmapTlbOps {
         return undefined;
       case 'CMD_SYNC':
         return cmd.cs === CS_IRQ ? { ...cmd, cs: CS_SEV, msiaddr: 0 } : cmd;
-      default:
+      default: {
         // Everything else passes, ATC invalidations included (§6.10: no case for them).
+        const f = this.features;
+        if (this.options.rejectUnsupportedCommands === true && f !== undefined) {
+          const illegal = checkCommand(cmd, { s1p: f.s1p, s2p: f.s2p, hyp: f.hyp, ats: f.ats, pri: f.pri, stallModel: f.stallModel });
+          if (illegal !== undefined) {
+            this.warn(`${cmd.kind} dropped: ${illegal}`);
+            return undefined;
+          }
+        }
         return cmd;
+      }
     }
   }
 }

@@ -23,6 +23,10 @@ export interface SmmuFeatures {
   readonly nesting: boolean;
   readonly coherent: boolean;
   readonly ats: boolean;
+  /** IDR0.HYP, IDR0.PRI and IDR0.STALL_MODEL: what decides whether some commands are legal. */
+  readonly hyp: boolean;
+  readonly pri: boolean;
+  readonly stallModel: number;
   readonly sev: boolean;
   readonly msi: boolean;
   readonly vmid16: boolean;
@@ -89,6 +93,9 @@ export function probeSmmu(regs: IdRegisters, firmwareCoherent: boolean): ProbeRe
       nesting,
       coherent: true,
       ats: idr0.ats,
+      hyp: idr0.hyp,
+      pri: idr0.pri,
+      stallModel: idr0.stallModel,
       sev,
       msi: idr0.msi,
       vmid16: idr0.vmid16,
