@@ -58,6 +58,14 @@ const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
   { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (hitless writer)' },
 ];
 
+/** What both shared-cpu-s2 variants hold and break besides availability. */
+const SHARED_S2_OTHER_VERDICTS: readonly DeclaredVerdict[] = [
+      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
+      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
+];
+
 export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
     name: 'v6',
@@ -134,10 +142,7 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
         when: ALWAYS,
         why: 'a device faults on every host page the CPU has not touched since boot: the host stage-2 maps memory only on host CPU faults, and an SMMU translation fault is not retried',
       },
-      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
-      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
-      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
-      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
+      ...SHARED_S2_OTHER_VERDICTS,
     ],
   },
   {
@@ -153,10 +158,7 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
         when: ALWAYS,
         why: 'donating one page of a block unmaps the other 511 (2M) for DMA until the host CPU touches them again; inside the call, DMA to them also faults in the break-before-make window',
       },
-      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
-      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
-      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
-      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
+      ...SHARED_S2_OTHER_VERDICTS,
     ],
   },
 ];
