@@ -12,7 +12,6 @@
 import { match } from 'ts-pattern';
 import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
 import { STE_BYTES } from '../impl/arch/smmu/ste.js';
-import { u64ToHex } from '../impl/arch/u64.js';
 import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
@@ -173,9 +172,10 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
   }
   const tlb = parts.smmu.cachedTranslations();
   const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
-  for (const pfn of [...forbidden, ...protectedPages(sys)]) {
+  const forbiddenSet = new Set(forbidden);
+  for (const pfn of new Set([...forbidden, ...protectedPages(sys)])) {
     const pa = pfn * PAGE;
-    const what = forbidden.includes(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`;
+    const what = forbiddenSet.has(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`;
     if (parts.dmaStage2?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the ${parts.dmaStage2.name} maps ${what}` });
     for (const e of tlb) {
       if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what}` });
@@ -229,14 +229,9 @@ export function checkSmmuConfigCoherent(sys: System, steUpdates?: SteUpdateMonit
   const parts = sys.iommu;
   if (parts === undefined) return [];
   const out: Violation[] = (steUpdates?.finish() ?? []).map((message) => ({ check: 'smmu_config_coherent', message }));
-  for (const e of parts.smmu.configCacheEntries()) {
-    if (e.kind === 'ste') {
-      const now = Array.from({ length: 8 }, (_, i) => u64ToHex(sys.memory.peek64(e.fetchAddr + i * 8)));
-      if (now.some((w, i) => w !== e.words[i])) out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old STE for sid ${e.sid} (${e.steKind}): the STE at 0x${e.fetchAddr.toString(16)} changed without CFGI_STE` });
-    } else {
-      const now = u64ToHex(sys.memory.peek64(e.fetchAddr));
-      if (now !== e.raw) out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old L1 descriptor ${e.l1Index}: it changed without CFGI_STE (Leaf = 0)` });
-    }
+  for (const e of parts.smmu.staleConfigEntries()) {
+    if (e.kind === 'ste') out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old STE for sid ${e.sid} (${e.steKind}): the STE at 0x${e.fetchAddr.toString(16)} changed without CFGI_STE` });
+    else out.push({ check: 'smmu_config_coherent', message: `the SMMU still caches an old L1 descriptor ${e.l1Index}: it changed without CFGI_STE (Leaf = 0)` });
   }
   return out;
 }

@@ -1269,6 +1269,30 @@ export class Smmu implements MmioHandler {
   }
 
   /** STEs and L1STDs held by the configuration cache, in fill order. */
+  /**
+   * The cached STEs and L1 descriptors that no longer equal what is in memory at the address
+   * they were fetched from (a write without CFGI): the cheap form of comparing every
+   * `configCacheEntries()` entry with memory, for checks run after every step.
+   */
+  staleConfigEntries(): ConfigCacheEntryInfo[] {
+    const out: ConfigCacheEntryInfo[] = [];
+    for (const e of this.config.stes.values()) {
+      for (let i = 0; i < e.words.length; i++) {
+        const now = this.memory.peek64(e.fetchAddr + i * 8);
+        const was = e.words[i] as U64;
+        if (now.lo !== was.lo || now.hi !== was.hi) {
+          out.push(this.steInfo(e));
+          break;
+        }
+      }
+    }
+    for (const e of this.config.l1.values()) {
+      const now = this.memory.peek64(e.fetchAddr);
+      if (now.lo !== e.lo || now.hi !== e.hi) out.push(this.l1Info(e));
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
   configCacheEntries(): ConfigCacheEntryInfo[] {
     const stes = [...this.config.stes.values()].map((e) => this.steInfo(e));
     const l1s = [...this.config.l1.values()].map((e) => this.l1Info(e));
