@@ -62,7 +62,10 @@ function withRewrittenCommands<A extends unknown[], R>(driver: HypSmmuDriver, du
   };
 }
 
-/** Wraps the idmap's TLB maintenance (driver.invalidateRange) with rewritten commands. */
+/**
+ * Wraps the driver's stage-2 TLB maintenance (driver.invalidateRange: the idmap's, or the host
+ * stage-2's mirrored in the shared-cpu-s2 designs) with rewritten commands.
+ */
 function rewriteIdmapTlbi(rewrite: (cmds: readonly Command[], sync: boolean, leaf: boolean) => { cmds: Command[]; sync: boolean; wait: boolean }, forceLeaf?: boolean) {
   return (sys: System): void => {
     const driver = parts(sys).driver;
@@ -339,6 +342,18 @@ export const DMA_BUGS: readonly ZooBug[] = [
       const tlb = sys.hostS2.pgt.tlb;
       if (tlb instanceof SmmuMirroredStage2Tlb) replace(tlb, 'smmu', undefined);
     },
+    trigger: staleTlbAfterDonation,
+  },
+  {
+    name: 'tlbi-range-no-num-pages-bump',
+    description:
+      'the range builder drops the non-leaf num_pages bump (smmuv3-arch.md §3.4): a one-page non-leaf TLBI_S2_IPA becomes NUM = SCALE = TTL = 0 with TG != 0, a reserved encoding the SMMU rejects (CERROR_ILL), so the queue stops and the invalidation never happens — reachable in shared-cpu-s2, which mirrors every one-IPA CPU TLBI as a non-leaf range',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    design: 'shared-cpu-s2-prepopulated',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: cmds.map((c) => (c.kind === 'TLBI_S2_IPA' && !c.leaf && c.tg !== 0 && c.scale === 1 && c.num === 0 ? { ...c, scale: 0 } : c)), sync, wait: true })),
+    // The DMA caches the 2 MiB block; the donation breaks it, and its TLBI is the reserved one.
     trigger: staleTlbAfterDonation,
   },
   {
