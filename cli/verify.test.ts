@@ -73,6 +73,18 @@ describe('verify CLI', () => {
     expect(existsSync(d.corpus)).toBe(false);
   });
 
+  it('--skip-known-findings leaves the known findings\u2019 steps out, says so, and repeats with the flag', async () => {
+    // Seed 101 on this machine reaches the MMIO-donation finding at run 20.
+    const base = ['--runs', '21', '--seed', '101', '--machine', 'small-smmu-no-ats'];
+    const withFindings = io();
+    expect(await main([...base, ...dirs().args], withFindings)).toBe(1);
+    expect(withFindings.text()).toMatch(/dma_isolation +VIOLATED/);
+    const skipping = io();
+    expect(await main([...base, '--skip-known-findings', ...dirs().args], skipping)).toBe(0);
+    expect(skipping.text()).toMatch(/, without the known findings' steps\n/);
+    expect(skipping.text()).toMatch(/repeat with: npm run verify -- .* --runs 21 --skip-known-findings/);
+  });
+
   it('takes the base seed from the clock when none is given, and prints it', async () => {
     const d = dirs();
     const now = new Date('2026-01-02T03:04:05Z');

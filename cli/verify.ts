@@ -18,6 +18,7 @@ import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { runOperations } from '../properties/runner.js';
+import { KNOWN_FINDINGS, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -35,6 +36,8 @@ const USAGE = `usage: npm run verify -- [options]
   --max-ops N          operations per generated sequence at most (default ${DEFAULT_MAX_OPS})
   --machine NAME       ${machineNames().join(' | ')} (default: default)
   --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
+  --skip-known-findings  leave out the generated steps that reach a known finding
+                       (${KNOWN_FINDINGS.map((f) => f.name).join(', ')}), to hunt for new ones
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
@@ -69,6 +72,7 @@ interface Settings {
   readonly timeSeconds?: number;
   readonly maxOps: number;
   readonly bug?: string;
+  readonly skipKnownFindings: boolean;
   readonly corpusDir: string;
   readonly resultsDir: string;
   readonly progressEverySeconds: number;
@@ -77,7 +81,7 @@ interface Settings {
 function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -125,6 +129,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       ...(runs.value === undefined ? { timeSeconds: timeSeconds ?? DEFAULT_TIME_SECONDS } : { runs: runs.value }),
       maxOps: maxOps.value ?? DEFAULT_MAX_OPS,
       ...(bug === undefined ? {} : { bug }),
+      skipKnownFindings: args.flags.has('skip-known-findings'),
       corpusDir: v.get('corpus-dir') ?? join(CORPUS_DIR, 'new'),
       resultsDir: v.get('results-dir') ?? DEFAULT_RESULTS_DIR,
       progressEverySeconds: progressEvery.value ?? 10,
@@ -138,6 +143,7 @@ export function campaignCommand(s: Settings): string {
   parts.push(s.runs !== undefined ? `--runs ${s.runs}` : `--time ${s.timeSeconds}`);
   if (s.shard.count > 1) parts.push(`--shard ${s.shard.index}/${s.shard.count}`);
   if (s.bug !== undefined) parts.push(`--bug ${s.bug}`);
+  if (s.skipKnownFindings) parts.push('--skip-known-findings');
   return parts.join(' ');
 }
 
@@ -228,7 +234,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   const s = parsed.settings;
   const machine = namedMachine(s.machineName);
   if (machine === undefined) return 2;
-  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}`);
+  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
   say(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;
@@ -263,6 +269,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
       { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }) },
       {
         onProgress,
+        ...(s.skipKnownFindings ? { keep: notAKnownFinding } : {}),
         progressEveryMs: tty ? 250 : 1000,
         shouldStop: () => stop || io.shouldStop?.() === true,
         onCounterexample: (c) => {
