@@ -231,6 +231,17 @@ describe('interleaving: hardware acts at the hypercalls\u2019 yield points', () 
     expect(describeFailure(result)).toBe('no violation');
   });
 
+  it('also inside a trapped host access: the re-shadowing of an STE yields, and a DMA runs there', () => {
+    // The host moves sid 1 to stage 1 (shadow: nested): a breaking update with CFGI_STE + CMD_SYNC.
+    const steps: Step[] = [{ kind: 'host_write_ste', smmu: 0, sid: 1, words: [0x4000_000b, 0, 0xd4, 0] }];
+    const schedule = [{ kind: 'dma' as const, sid: 2, addr: (P + 7) * PAGE, access: 'read' as const }];
+    const result = runOperations(machine, steps, { schedule });
+    expect(describeFailure(result)).toBe('no violation');
+    // Nothing else DMAs: the entry was filled by the scheduled DMA, during the step.
+    expect(result.system.iommu?.smmu.cachedTranslations().some((e) => e.sid === 2 && e.ipa <= (P + 7) * PAGE && (P + 7) * PAGE < e.ipa + e.size)).toBe(true);
+    expect(runOperations(machine, steps).system.iommu?.smmu.cachedTranslations().some((e) => e.sid === 2)).toBe(false);
+  });
+
   it('catches a DMA, in the middle of a later hypercall, to a page the idmap forgot to unmap', () => {
     const steps: Step[] = [
       { kind: 'host_mmio_read', smmu: 0, offset: 0 },

@@ -52,12 +52,16 @@ export interface RunOptions {
   /** Keep going after a violation (for traces); default stops at the first. */
   readonly continueAfterViolation?: boolean;
   /**
-   * Hardware actions interleaved with hypercalls (ARCHITECTURE §4): at each yield point of a
-   * hypercall the next scheduled action runs (then the SMMU consumes what is queued). A DMA that
-   * completes during a hypercall may reach what the model allows before or after it.
+   * Hardware actions interleaved with hypervisor code (ARCHITECTURE §4): at each yield point of a
+   * hypercall or of a trapped host access to the emulated SMMU, the next scheduled action runs
+   * (then the SMMU consumes what is queued). A DMA that completes inside a step may reach what the
+   * model allows before or after it; one to a page the host owns before and after must not fault.
    */
   readonly schedule?: readonly ScheduledHardware[];
 }
+
+/** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
+const HYPERVISOR_HARDWARE_STEPS: ReadonlySet<string> = new Set<HardwareOperation['kind']>(['host_attach_identity', 'host_mmio_write', 'host_mmio_read', 'host_write_ste', 'host_write_cmd']);
 
 /** Hardware actions that can run in the middle of a hypercall (no host or hypervisor code). */
 export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
@@ -113,6 +117,59 @@ function initialIdentity(system: System): IdentityStreams {
   return new Set(system.iommu === undefined ? [] : [...system.iommu.devices.keys()]);
 }
 
+/** A scheduled hardware action that ran at a yield point inside a step, and what it did. */
+interface InterleavedAction {
+  readonly at: string;
+  readonly hw: ScheduledHardware;
+  readonly outcome: ReturnType<typeof executeHardware>;
+  /** Whether the stream was attached for identity DMA when the action ran. */
+  readonly identityAttached: boolean;
+}
+
+/**
+ * While a step runs hypervisor code (a hypercall, or a trapped host access to the emulated
+ * SMMU), the next scheduled hardware action runs at each yield point, before the SMMU gets its
+ * turn. Returns what ran, and a function that puts the default hardware step back.
+ */
+function interleaveSchedule(system: System, schedule: readonly ScheduledHardware[], cursor: { next: number }, identity: IdentityStreams): { readonly ran: InterleavedAction[]; readonly restore: () => void } {
+  const ran: InterleavedAction[] = [];
+  const defaultStep = system.stepHardware;
+  system.stepHardware = (point) => {
+    const hw = schedule[cursor.next];
+    if (hw !== undefined) {
+      cursor.next++;
+      const identityAttached = identity.has('sid' in hw ? hw.sid : -1);
+      ran.push({ at: point.at, hw, outcome: executeHardware(system, hw, identity), identityAttached });
+    }
+    defaultStep(point);
+  };
+  return { ran, restore: () => (system.stepHardware = defaultStep) };
+}
+
+/**
+ * The checks on actions that ran inside a step: a DMA may reach what the model allows before or
+ * after the step (dma_during_hypercall), and a page the host owns before and after must not fault
+ * in between (dma_availability: a break-before-make window on a table the SMMU walks).
+ */
+function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
+  const out: Violation[] = [];
+  for (const { at, hw, outcome, identityAttached } of ran) {
+    if (checks.has('dma_during_hypercall') && (hw.kind === 'dma' || hw.kind === 'dma_translated') && outcome.reachedPfn !== undefined) {
+      const pfn = outcome.reachedPfn;
+      if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(post, pfn, hw.access)) {
+        out.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
+      }
+    }
+    if (checks.has('dma_availability') && hw.kind === 'dma' && outcome.ret !== 0 && identityAttached) {
+      const pfn = Math.floor(hw.addr / 4096);
+      if (dmaMustReach(pre, pfn) && dmaMustReach(post, pfn)) {
+        out.push({ check: 'dma_availability', message: `during the hypercall (at ${at}), DMA from identity-attached sid ${hw.sid} to 0x${hw.addr.toString(16)} faulted (${outcome.detail}) although the host owns the page before and after` });
+      }
+    }
+  }
+  return out;
+}
+
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
   const checks = options.checks ?? ALL_CHECKS;
   const booted = bootPair(withDriverOptions(machine, options.driver), options.inject, options.afterBoot);
@@ -121,7 +178,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   const identity = initialIdentity(system);
   const steps: StepRecord[] = [];
   let failure: StepRecord | undefined;
-  let scheduleCursor = 0;
+  const scheduleCursor = { next: 0 };
   if (booted.bootViolations.length > 0) {
     failure = { index: -1, op: { kind: 'smmu_consume', smmu: 0 }, modelRet: 0, systemRet: 'panic', violations: booted.bootViolations };
     return { steps, failure, model, system };
@@ -132,6 +189,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const step = ops[index] as Step;
     if (isHardwareOperation(step)) {
       const violations: Violation[] = [];
+      const pre = model;
+      // Trapped host accesses run hypervisor code with yield points: the schedule applies there too.
+      const interleaving = options.schedule !== undefined && system.iommu !== undefined && HYPERVISOR_HARDWARE_STEPS.has(step.kind) ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
       let outcome: ReturnType<typeof executeHardware>;
       try {
         outcome = executeHardware(system, step, identity);
@@ -141,8 +201,11 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
         steps.push(record);
         failure ??= record;
         break;
+      } finally {
+        interleaving?.restore();
       }
       model = applyInternalCalls(system, model, violations);
+      if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
@@ -160,34 +223,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     const op = step;
     const expected = apply(model, op);
-    const interleaved: Violation[] = [];
-    const interleavedFaults: Violation[] = [];
-    const defaultStep = system.stepHardware;
-    if (options.schedule !== undefined && system.iommu !== undefined) {
-      const pre = model;
-      system.stepHardware = (point) => {
-        const hw = options.schedule?.[scheduleCursor];
-        if (hw !== undefined) {
-          scheduleCursor++;
-          const outcome = executeHardware(system, hw, identity);
-          if ((hw.kind === 'dma' || hw.kind === 'dma_translated') && outcome.reachedPfn !== undefined) {
-            const pfn = outcome.reachedPfn;
-            if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(expected.state, pfn, hw.access)) {
-              interleaved.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${point.at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
-            }
-          }
-          // Availability inside a call: a page the host owns before and after must not fault in
-          // between (a break-before-make window on a table the SMMU walks shows up here).
-          if (hw.kind === 'dma' && outcome.ret !== 0 && identity.has(hw.sid)) {
-            const pfn = Math.floor(hw.addr / 4096);
-            if (dmaMustReach(pre, pfn) && dmaMustReach(expected.state, pfn)) {
-              interleavedFaults.push({ check: 'dma_availability', message: `during the hypercall (at ${point.at}), DMA from identity-attached sid ${hw.sid} to 0x${hw.addr.toString(16)} faulted (${outcome.detail}) although the host owns the page before and after` });
-            }
-          }
-        }
-        defaultStep(point);
-      };
-    }
+    const interleaving = options.schedule !== undefined && system.iommu !== undefined ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
     // The fingerprint costs a walk of every table: take it only when the model expects an error
     // (if the system then succeeds instead, the return-value check reports it).
     const wantsFingerprint = checks.has('error_changes_nothing') && expected.ret < 0 && op.kind !== 'host_access';
@@ -201,11 +237,11 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       systemRet = 'panic';
       violations.push({ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` });
     }
-    system.stepHardware = defaultStep;
-    if (checks.has('dma_during_hypercall')) violations.push(...interleaved);
-    if (checks.has('dma_availability')) violations.push(...interleavedFaults);
+    interleaving?.restore();
+    const pre = model;
     model = expected.state;
     model = applyInternalCalls(system, model, violations);
+    if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
     if (checks.has('refinement_ret') && systemRet !== expected.ret) {
       violations.push({ check: 'refinement_ret', message: `returned ${typeof systemRet === 'number' ? errnoName(systemRet) : systemRet}, model expects ${errnoName(expected.ret)}` });
     }
