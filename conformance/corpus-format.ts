@@ -11,7 +11,8 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { P, match } from 'ts-pattern';
 import { ALL_BUGS } from '../properties/bugs/index.js';
-import { decodeMachine, decodeOperations, formatErrors } from '../properties/codecs.js';
+import { decodeMachine, decodeOperations, decodeSchedule, formatErrors } from '../properties/codecs.js';
+import { type ScheduledHardware } from '../properties/dma.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { DEFAULT_DESIGN, designNames } from './designs.js';
 import { checkNames } from './names.js';
@@ -49,6 +50,11 @@ export interface CorpusEntry {
   /** Optional: the model's return value of every operation (retName), asserted on replay. */
   readonly returns?: readonly string[];
   readonly operations: readonly StepOp[];
+  /**
+   * Optional: hardware actions run at the yield points of the steps (RunOptions.schedule), for
+   * counterexamples that need a race; consumed in order across the whole run.
+   */
+  readonly schedule?: readonly ScheduledHardware[];
 }
 
 const OneLine = new t.Type<string, string, unknown>(
@@ -119,10 +125,10 @@ const ProvenanceCodec = t.intersection([
 
 const EnvelopeCodec = t.intersection([
   t.type({ format: t.literal(CORPUS_FORMAT), config: t.unknown, expect: VerdictCodec, provenance: ProvenanceCodec, operations: t.unknown }),
-  t.partial({ design: DesignName, bug: BugName, returns: t.array(t.string) }),
+  t.partial({ design: DesignName, bug: BugName, returns: t.array(t.string), schedule: t.unknown }),
 ]);
 
-const TOP_KEYS = ['format', 'design', 'bug', 'config', 'expect', 'provenance', 'returns', 'operations'];
+const TOP_KEYS = ['format', 'design', 'bug', 'config', 'expect', 'provenance', 'returns', 'operations', 'schedule'];
 const PROVENANCE_KEYS = ['how', 'date', 'description', 'seed', 'path', 'run', 'baseSeed', 'originalLength'];
 
 function unknownKeys(value: unknown, allowed: readonly string[], path: string): string[] {
@@ -148,6 +154,8 @@ export function decodeCorpusEntry(json: unknown): DecodedEntry {
   if (!machine.ok) return { ok: false, errors: machine.errors.map((m) => `config.${m}`) };
   const ops = decodeOperations(e.operations, 'operations');
   if (!ops.ok) return ops;
+  const schedule = e.schedule === undefined ? undefined : decodeSchedule(e.schedule);
+  if (schedule !== undefined && !schedule.ok) return schedule;
   if (e.returns !== undefined && e.returns.length !== ops.value.length) {
     return { ok: false, errors: [`returns: expected one return value per operation (${ops.value.length}), got ${e.returns.length}`] };
   }
@@ -160,6 +168,7 @@ export function decodeCorpusEntry(json: unknown): DecodedEntry {
     provenance: e.provenance,
     ...(e.returns === undefined ? {} : { returns: e.returns }),
     operations: ops.value,
+    ...(schedule === undefined ? {} : { schedule: schedule.value }),
   };
   return { ok: true, value: entry };
 }
@@ -196,7 +205,14 @@ export function encodeCorpusEntry(entry: CorpusEntry): string {
   if (entry.returns !== undefined) field('returns', entry.returns);
   lines.push('  "operations": [');
   entry.operations.forEach((op, i) => lines.push(`    ${JSON.stringify(op)}${i === entry.operations.length - 1 ? '' : ','}`));
-  lines.push('  ]', '}');
+  const schedule = entry.schedule;
+  if (schedule === undefined) {
+    lines.push('  ]', '}');
+  } else {
+    lines.push('  ],', '  "schedule": [');
+    schedule.forEach((hw, i) => lines.push(`    ${JSON.stringify(hw)}${i === schedule.length - 1 ? '' : ','}`));
+    lines.push('  ]', '}');
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -45,7 +45,8 @@ export function entryRunOptions(entry: CorpusEntry, base: RunOptions = {}): RunO
   const bug = entry.bug === undefined ? undefined : findInjectedBug(entry.bug);
   const inject = bug?.inject ?? base.inject;
   const afterBoot = bug?.afterBoot ?? base.afterBoot;
-  return design.runOptions({ ...base, ...(inject === undefined ? {} : { inject }), ...(afterBoot === undefined ? {} : { afterBoot }) });
+  const schedule = entry.schedule ?? base.schedule;
+  return design.runOptions({ ...base, ...(inject === undefined ? {} : { inject }), ...(afterBoot === undefined ? {} : { afterBoot }), ...(schedule === undefined ? {} : { schedule }) });
 }
 
 export interface CorpusOutcome {

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { type Operation } from '../model/index.js';
-import { type HardwareOperation } from './dma.js';
+import { type HardwareOperation, type ScheduledHardware } from './dma.js';
 import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
 
@@ -212,4 +212,28 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.
       const ops = pieces.flat().slice(0, maxLength);
       return vmChoice < 8 ? [...prefix, ...ops] : ops;
     });
+}
+
+/**
+ * A schedule (RunOptions.schedule): up to 12 hardware actions run at the yield points of the
+ * steps — identity DMAs from every device and SMMU speculative fills to the first pages of every
+ * RAM region (where the operations act), and for ATS-capable devices translation requests and
+ * translated DMAs; empty without an SMMU.
+ */
+export function scheduleArbitrary(machine: MachineConfig): fc.Arbitrary<ScheduledHardware[]> {
+  const devices = machine.smmu?.devices ?? [];
+  if (devices.length === 0) return fc.constant([]);
+  const sids = devices.map((d) => d.sid);
+  const atsSids = machine.smmu?.features?.ats === false ? [] : devices.filter((d) => d.ats).map((d) => d.sid);
+  const addr = fc.constantFrom(...machine.memory.filter((r) => r.nomap !== true).flatMap((r) => [0, 1, 2, 3].map((i) => r.base + i * 4096)));
+  const access = fc.constantFrom('read' as const, 'write' as const);
+  const actions: fc.WeightedArbitrary<ScheduledHardware>[] = [
+    { weight: 6, arbitrary: fc.record({ kind: fc.constant('dma' as const), sid: fc.constantFrom(...sids), addr, access }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('smmu_speculative_fill' as const), smmu: fc.constant(0), sid: fc.constantFrom(...sids), addr }) },
+  ];
+  if (atsSids.length > 0) {
+    actions.push({ weight: 2, arbitrary: fc.record({ kind: fc.constant('ats_translate' as const), sid: fc.constantFrom(...atsSids), addr }) });
+    actions.push({ weight: 2, arbitrary: fc.record({ kind: fc.constant('dma_translated' as const), sid: fc.constantFrom(...atsSids), addr, access }) });
+  }
+  return fc.array(fc.oneof(...actions), { maxLength: 12 });
 }

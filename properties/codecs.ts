@@ -6,6 +6,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { type Operation } from '../model/index.js';
 import { type MachineConfig } from './machine.js';
+import { SCHEDULED_KINDS, type ScheduledHardware, isScheduledHardware } from './dma.js';
 import { type Step } from './runner.js';
 
 /** A u64 register value carried as a JSON number: an integer in [0, 2^64). */
@@ -167,6 +168,18 @@ export function decodeOperations(input: unknown, path = 'operations'): Decoded<S
     const r = decodeStep(item, `${path}.${i}`);
     if (!r.ok) return r;
     out.push(r.value);
+  }
+  return { ok: true, value: out };
+}
+
+/** A schedule (RunOptions.schedule): steps, each a hardware action that can run inside a step. */
+export function decodeSchedule(input: unknown, path = 'schedule'): Decoded<ScheduledHardware[]> {
+  const steps = decodeOperations(input, path);
+  if (!steps.ok) return steps;
+  const out: ScheduledHardware[] = [];
+  for (const [i, step] of steps.value.entries()) {
+    if (!isScheduledHardware(step)) return { ok: false, errors: [`${path}.${i}.kind: expected a hardware action that can run inside a step (${[...SCHEDULED_KINDS].join(', ')}), got ${JSON.stringify(step.kind)}`] };
+    out.push(step);
   }
   return { ok: true, value: out };
 }

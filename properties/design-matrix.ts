@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { DESIGN_VARIANTS, type DesignVariant, declaredVerdicts } from '../impl/hyp/design.js';
 import { type System } from '../impl/system.js';
-import { operationsArbitrary } from './arbitraries.js';
+import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
 import { type CheckName } from './checks.js';
 import { notAKnownFinding } from './known-findings.js';
 import { type MachineConfig, representativeHardware, verdictHardware } from './machine.js';
@@ -31,15 +31,6 @@ export const DEFAULT_BUDGET: MatrixBudget = { seed: 20261122, runs: 40, maxOps: 
 export interface WorkloadRun {
   readonly ops: readonly Step[];
   readonly schedule: readonly ScheduledHardware[];
-}
-
-/** Identity-attached DMA to the first pages of every RAM region (where the operations act). */
-function scheduleArbitrary(machine: MachineConfig): fc.Arbitrary<ScheduledHardware[]> {
-  const sids = machine.smmu?.devices.map((d) => d.sid) ?? [];
-  if (sids.length === 0) return fc.constant([]);
-  const addrs = machine.memory.filter((r) => r.nomap !== true).flatMap((r) => [0, 1, 2, 3].map((i) => r.base + i * 4096));
-  const dma = fc.record({ kind: fc.constant('dma' as const), sid: fc.constantFrom(...sids), addr: fc.constantFrom(...addrs), access: fc.constantFrom('read' as const, 'write' as const) });
-  return fc.array(dma, { maxLength: 12 });
 }
 
 /** The fixed workload: the same runs for every variant on one machine. */
@@ -209,28 +200,32 @@ export interface MatrixRow {
 /**
  * Hand-written counterexamples for declared "breaks" verdicts that need a hardware step the
  * workload rarely lines up (as the zoo's triggers): run only when the workload did not break the
- * check, and reported as found by 'trigger'. Variant → check → steps.
+ * check, and reported as found by 'trigger'. Variant → check → steps (and schedule).
  */
-export const VERDICT_TRIGGERS: Readonly<Record<string, Partial<Record<CheckName, readonly Step[]>>>> = {
-  // The leaf TLBI (TTL 3) of the split leaves the 2 MiB block cached; once the page is back, a
-  // speculative walk caches its level-3 entry too, and the next lookup hits both: TLB conflict.
+export const VERDICT_TRIGGERS: Readonly<Record<string, Partial<Record<CheckName, WorkloadRun>>>> = {
+  // The DMA caches the 2 MiB block; the donation splits it without break-before-make, and while
+  // its TLBI is still queued a speculative walk caches the level-3 entry of P+2 from the new
+  // table: the DMA to P+2 then hits both entries, a TLB conflict.
   'block-idmap-with-split': {
-    dma_availability: [
-      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
-      { kind: 'host_donate_hyp', pfn: 0x40001, nrPages: 1 },
-      { kind: 'hyp_donate_host', pfn: 0x40001, nrPages: 1 },
-      { kind: 'smmu_speculative_fill', smmu: 0, sid: 1, addr: 0x4000_1000 },
-      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
-    ],
+    dma_availability: {
+      ops: [
+        { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+        { kind: 'host_donate_hyp', pfn: 0x40001, nrPages: 1 },
+      ],
+      schedule: [
+        { kind: 'smmu_speculative_fill', smmu: 0, sid: 1, addr: 0x4000_2000 },
+        { kind: 'dma', sid: 1, addr: 0x4000_2000, access: 'read' },
+      ],
+    },
   },
 };
 
 function triggerOutcome(variant: DesignVariant, machine: MachineConfig, check: CheckName): CheckOutcome | undefined {
   const trigger = VERDICT_TRIGGERS[variant.name]?.[check];
   if (trigger === undefined) return undefined;
-  const r = runOperations(machine, trigger, { driver: variant.knobs, checks: new Set([check]) });
+  const r = runOperations(machine, trigger.ops, { driver: variant.knobs, checks: new Set([check]), schedule: trigger.schedule });
   if (r.failure === undefined) return undefined;
-  return { foundBy: 'trigger', violatedRuns: 0, firstRun: undefined, counterexample: trigger.slice(0, r.failure.index + 1), message: r.failure.violations[0]?.message };
+  return { foundBy: 'trigger', violatedRuns: 0, firstRun: undefined, counterexample: trigger.ops.slice(0, r.failure.index + 1), message: r.failure.violations[0]?.message };
 }
 
 /** One variant on one machine: declared vs observed per check. */

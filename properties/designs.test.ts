@@ -154,21 +154,35 @@ describe('the shared-cpu-s2 designs: what breaks and why', () => {
   });
 });
 
-describe('block-idmap-with-split on RIL hardware: the stale block also makes a TLB conflict', () => {
-  const steps = VERDICT_TRIGGERS['block-idmap-with-split']?.dma_availability ?? [];
+describe('block-idmap-with-split: the split without break-before-make makes TLB conflicts', () => {
   const knobs = designVariant('block-idmap-with-split')?.knobs ?? {};
   const checks = new Set(['dma_availability'] as const);
 
-  it('with BBML0/1 the DMA after the speculative fill faults on the conflict; BBML2, no RIL, or the page-granular v6 do not', () => {
-    for (const bbml of [0, 1]) {
-      const machine = smallMachineWithSmmu({ ats: false, ril: true, features: { bbml } });
-      const r = runOperations(machine, steps, { driver: knobs, checks });
-      expect(r.failure?.index, `BBML${bbml}`).toBe(4);
-      expect(describeFailure(r)).toMatch(/DMA from identity-attached sid 1 to host-owned 0x40001000 faulted \(fault: tlb_conflict\)/);
+  it('inside the donation: a walk caches a page of the new table while the block is cached (BBML0/1, with or without RIL)', () => {
+    const trigger = VERDICT_TRIGGERS['block-idmap-with-split']?.dma_availability;
+    if (trigger === undefined) throw new Error('trigger');
+    for (const [ril, bbml] of [[true, 1], [false, 1], [false, 0]] as const) {
+      const machine = smallMachineWithSmmu({ ats: false, ril, features: { bbml } });
+      const r = runOperations(machine, trigger.ops, { driver: knobs, checks, schedule: trigger.schedule });
+      expect(describeFailure(r), `ril ${ril} BBML${bbml}`).toMatch(/during the hypercall \(at cmdq_poll\), DMA from identity-attached sid 1 to 0x40002000 faulted \(fault: tlb_conflict\)/);
     }
-    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: true, features: { bbml: 2 } }), steps, { driver: knobs, checks }))).toBe('no violation');
+    // BBML2 (no conflict abort) or the page-granular v6 (no split): nothing.
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, features: { bbml: 2 } }), trigger.ops, { driver: knobs, checks, schedule: trigger.schedule }))).toBe('no violation');
+    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false }), trigger.ops, { checks, schedule: trigger.schedule }))).toBe('no violation');
+  });
+
+  it('with RIL also after it: the leaf TLBI (TTL 3) leaves the block, and a later walk conflicts with it', () => {
+    const steps: Step[] = [
+      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+      { kind: 'host_donate_hyp', pfn: 0x40001, nrPages: 1 },
+      { kind: 'hyp_donate_host', pfn: 0x40001, nrPages: 1 },
+      { kind: 'smmu_speculative_fill', smmu: 0, sid: 1, addr: 0x4000_1000 },
+      { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+    ];
+    const r = runOperations(smallMachineWithSmmu({ ats: false, ril: true }), steps, { driver: knobs, checks });
+    expect(r.failure?.index).toBe(4);
+    expect(describeFailure(r)).toMatch(/DMA from identity-attached sid 1 to host-owned 0x40001000 faulted \(fault: tlb_conflict\)/);
     expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: false }), steps, { driver: knobs, checks }))).toBe('no violation');
-    expect(describeFailure(runOperations(smallMachineWithSmmu({ ats: false, ril: true }), steps, { checks }))).toBe('no violation');
   });
 
   it('the verdict table marks a verdict found by its trigger', () => {

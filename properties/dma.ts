@@ -49,6 +49,15 @@ export function isHardwareOperation(op: { readonly kind: string }): op is Hardwa
   return HARDWARE_KINDS.has(op.kind);
 }
 
+/** Hardware actions that can run in the middle of a hypercall (no host or hypervisor code). */
+export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
+
+export const SCHEDULED_KINDS: ReadonlySet<string> = new Set<ScheduledHardware['kind']>(['dma', 'dma_translated', 'ats_translate', 'smmu_speculative_fill', 'smmu_evict', 'smmu_consume']);
+
+export function isScheduledHardware(op: { readonly kind: string }): op is ScheduledHardware {
+  return SCHEDULED_KINDS.has(op.kind);
+}
+
 /** What a hardware step did, for traces and the checks. */
 export interface HardwareOutcome {
   /** 0 when the step completed (a DMA that reached memory, a fill that cached something). */

@@ -9,7 +9,7 @@ import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, type IdentityStreams, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
 import { SteUpdateMonitor } from './protocol/ste-update.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
@@ -63,8 +63,7 @@ export interface RunOptions {
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
 const HYPERVISOR_HARDWARE_STEPS: ReadonlySet<string> = new Set<HardwareOperation['kind']>(['host_attach_identity', 'host_mmio_write', 'host_mmio_read', 'host_write_ste', 'host_write_cmd']);
 
-/** Hardware actions that can run in the middle of a hypercall (no host or hypervisor code). */
-export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
+export type { ScheduledHardware } from './dma.js';
 
 export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'refinement_ret',

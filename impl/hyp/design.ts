@@ -124,8 +124,8 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
       {
         check: 'dma_availability',
         verdict: 'breaks',
-        when: { ril: true, bbml2: false },
-        why: 'the block the leaf TLBI left cached overlaps the level-3 entry a later (speculative) walk caches for the page given back: a TLB conflict (BBML0/1), and the DMA faults',
+        when: { bbml2: false },
+        why: 'the split replaces a live block by a table without break-before-make: a walk that caches a level-3 entry while the block is still cached makes a TLB conflict (BBML0/1) and the DMA faults — inside the donation, before its TLBI completes, and with RIL also afterwards, since the leaf TLBI (TTL 3) leaves the block',
       },
     ],
   },
