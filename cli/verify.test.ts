@@ -85,6 +85,17 @@ describe('verify CLI', () => {
     expect(skipping.text()).toMatch(/repeat with: npm run verify -- .* --runs 21 --skip-known-findings/);
   });
 
+  it('--interleave runs each sequence with a hardware schedule, says so, records it and repeats with the flag', async () => {
+    const d = dirs();
+    const x = io();
+    expect(await main(['--runs', '3', '--seed', '1', '--machine', 'small-smmu-no-ats', '--interleave', '--skip-known-findings', ...d.args], x)).toBe(0);
+    expect(x.text()).toMatch(/, hardware interleaved, without the known findings' steps\n/);
+    expect(x.text()).toMatch(/repeat with: npm run verify -- .* --runs 3 --interleave --skip-known-findings/);
+    const [file] = readdirSync(d.results);
+    const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, file as string), 'utf8')));
+    expect(result.ok && result.value.interleave).toBe(true);
+  });
+
   it('takes the base seed from the clock when none is given, and prints it', async () => {
     const d = dirs();
     const now = new Date('2026-01-02T03:04:05Z');

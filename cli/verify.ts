@@ -36,6 +36,8 @@ const USAGE = `usage: npm run verify -- [options]
   --max-ops N          operations per generated sequence at most (default ${DEFAULT_MAX_OPS})
   --machine NAME       ${machineNames().join(' | ')} (default: default)
   --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
+  --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
+                       the yield points of its steps, to find races inside hypercalls
   --skip-known-findings  leave out the generated steps that reach a known finding
                        (${KNOWN_FINDINGS.map((f) => f.name).join(', ')}), to hunt for new ones
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
@@ -73,6 +75,7 @@ interface Settings {
   readonly maxOps: number;
   readonly bug?: string;
   readonly skipKnownFindings: boolean;
+  readonly interleave: boolean;
   readonly corpusDir: string;
   readonly resultsDir: string;
   readonly progressEverySeconds: number;
@@ -81,7 +84,7 @@ interface Settings {
 function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -130,6 +133,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       maxOps: maxOps.value ?? DEFAULT_MAX_OPS,
       ...(bug === undefined ? {} : { bug }),
       skipKnownFindings: args.flags.has('skip-known-findings'),
+      interleave: args.flags.has('interleave'),
       corpusDir: v.get('corpus-dir') ?? join(CORPUS_DIR, 'new'),
       resultsDir: v.get('results-dir') ?? DEFAULT_RESULTS_DIR,
       progressEverySeconds: progressEvery.value ?? 10,
@@ -143,6 +147,7 @@ export function campaignCommand(s: Settings): string {
   parts.push(s.runs !== undefined ? `--runs ${s.runs}` : `--time ${s.timeSeconds}`);
   if (s.shard.count > 1) parts.push(`--shard ${s.shard.index}/${s.shard.count}`);
   if (s.bug !== undefined) parts.push(`--bug ${s.bug}`);
+  if (s.interleave) parts.push('--interleave');
   if (s.skipKnownFindings) parts.push('--skip-known-findings');
   return parts.join(' ');
 }
@@ -164,13 +169,13 @@ function writeCounterexample(c: FoundCounterexample, s: Settings, now: Date, cor
   const machine = namedMachine(s.machineName);
   if (machine === undefined) return null;
   const bug = s.bug === undefined ? undefined : findBug(s.bug);
-  const name = `${s.design}-${s.bug ?? 'impl'}-${c.check}-${fnv1a(JSON.stringify(c.operations))}.json`;
+  const name = `${s.design}-${s.bug ?? 'impl'}-${c.check}-${fnv1a(JSON.stringify(c.schedule === undefined ? c.operations : [c.operations, c.schedule]))}.json`;
   const existing = [corpusRoot, s.corpusDir].filter(existsSync).flatMap((d) => listCorpusFiles(d)).find((f) => basename(f) === name);
   if (existing !== undefined) {
     say(`counterexample for ${c.check} (${c.operations.length} operations) is already in the corpus: ${display(existing)}`);
     return display(existing);
   }
-  const replayed = runOperations(machine, c.operations, campaignRunOptions({ design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.bug === undefined ? {} : { bug: s.bug }) }, {}));
+  const replayed = runOperations(machine, c.operations, campaignRunOptions({ design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.bug === undefined ? {} : { bug: s.bug }) }, c.schedule === undefined ? {} : { schedule: c.schedule }));
   const message = replayed.steps.flatMap((st) => st.violations).find((v) => v.check === c.check)?.message ?? c.check;
   const description = (bug !== undefined ? `${bug.description}; caught by ${c.check}` : `${c.check}: ${message}`).replace(/\s+/g, ' ').slice(0, 300);
   const entry: CorpusEntry = {
@@ -190,11 +195,12 @@ function writeCounterexample(c: FoundCounterexample, s: Settings, now: Date, cor
       originalLength: c.originalLength,
     },
     operations: c.operations,
+    ...(c.schedule === undefined ? {} : { schedule: c.schedule }),
   };
   mkdirSync(s.corpusDir, { recursive: true });
   const path = join(s.corpusDir, name);
   writeFileSync(path, encodeCorpusEntry(entry));
-  say(`counterexample for ${c.check}: ${c.originalLength} → ${c.operations.length} operations, written to ${display(path)}`);
+  say(`counterexample for ${c.check}: ${c.originalLength} → ${c.operations.length} operations${c.schedule === undefined ? "" : ` + ${c.schedule.length} scheduled hardware actions`}, written to ${display(path)}`);
   say(`  replay:   npm run replay -- ${display(path)}`);
   say(`  timeline: npm run replay -- ${display(path)} --html ${name.replace(/\.json$/, '.html')}`);
   return display(path);
@@ -234,7 +240,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   const s = parsed.settings;
   const machine = namedMachine(s.machineName);
   if (machine === undefined) return 2;
-  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
+  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
   say(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;
@@ -266,7 +272,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   let result: CampaignResult;
   try {
     result = await runCampaign(
-      { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }) },
+      { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }), ...(s.interleave ? { interleave: true } : {}) },
       {
         onProgress,
         ...(s.skipKnownFindings ? { keep: notAKnownFinding } : {}),

@@ -26,17 +26,21 @@ const Detection = t.type({
 
 const CheckStats = t.type({ runs: Count, first: t.union([Detection, t.null]) });
 
-export const CounterexampleCodec = t.type({
-  check: t.string,
-  run: Count,
-  seed: Count,
-  path: t.string,
-  originalLength: Count,
-  operations: t.array(t.UnknownRecord),
-  file: t.union([t.string, t.null]),
-});
+export const CounterexampleCodec = t.intersection([
+  t.type({
+    check: t.string,
+    run: Count,
+    seed: Count,
+    path: t.string,
+    originalLength: Count,
+    operations: t.array(t.UnknownRecord),
+    file: t.union([t.string, t.null]),
+  }),
+  /** The hardware schedule of an interleaving campaign's counterexample. */
+  t.partial({ schedule: t.array(t.UnknownRecord) }),
+]);
 
-export const CampaignResultCodec = t.type({
+const CampaignResultFields = t.type({
   format: t.literal(RESULT_FORMAT),
   design: t.string,
   bug: t.union([t.string, t.null]),
@@ -58,6 +62,9 @@ export const CampaignResultCodec = t.type({
   counterexamples: t.array(CounterexampleCodec),
   timings: t.type({ wallMs: t.number, shrinkMs: t.number, opsPerSecond: t.number }),
 });
+
+/** A result; `interleave` is present (true) when the runs carried schedules. */
+export const CampaignResultCodec = t.intersection([CampaignResultFields, t.partial({ interleave: t.literal(true) })]);
 
 export type CampaignResult = t.TypeOf<typeof CampaignResultCodec>;
 export type Counterexample = t.TypeOf<typeof CounterexampleCodec>;

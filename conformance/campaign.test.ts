@@ -4,10 +4,11 @@ import { applyAll, initialState, type Operation } from '../model/index.js';
 import { type StepOp } from './trace.js';
 import { operationsArbitrary } from '../properties/arbitraries.js';
 import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
-import { smallMachine, toModelConfig } from '../properties/machine.js';
+import { notAKnownFinding } from '../properties/known-findings.js';
+import { smallMachine, smallMachineWithSmmu, toModelConfig } from '../properties/machine.js';
 import { runOperations } from '../properties/runner.js';
 import { type CampaignResult, decodeCampaignResult, mergeResults } from './campaign-result.js';
-import { type CampaignSpec, biasIndex, countTransitions, firesCheck, generateRun, runCampaign } from './campaign.js';
+import { type CampaignSpec, biasIndex, campaignRunOptions, countTransitions, firesCheck, generateRun, runCampaign, scheduleForRun } from './campaign.js';
 import { clockSeed, fnv1a, parseSeed, runSeed, SEED_LIMIT } from './seeds.js';
 
 const machine = smallMachine();
@@ -156,5 +157,34 @@ describe('model coverage counters', () => {
     expect(bad({ design: undefined })).toMatch(/shard\.json: design: expected string, got undefined/);
     expect(bad({ shard: { index: 4, count: 3 } })).toMatch(/shard\.json: shard\.index: expected 1\.\.3, got 4/);
     expect(bad({ transitions: { host: { 'OWNED>NOPAGE': 'x' }, hyp: {}, guest: {} } })).toMatch(/shard\.json: transitions\.host\.OWNED>NOPAGE: expected a count, got "x"/);
+  });
+});
+
+describe('interleaving campaigns', () => {
+  it('give every run a schedule, find a race the plain campaign misses, and shrink the schedule too', async () => {
+    const smmu = smallMachineWithSmmu({ ats: true });
+    const race: CampaignSpec = { design: 'v6-atc-inv', machineName: 'small-smmu', machine: smmu, maxOps: 40, baseSeed: 9, shard: { index: 1, count: 1 }, runs: 141, bug: 'atc-inv-before-tlbi-sync' };
+    const keep = { keep: notAKnownFinding };
+    const interleaved = await runCampaign({ ...race, interleave: true }, keep);
+    expect(interleaved.interleave).toBe(true);
+    expect(interleaved.checks.dma_isolation?.first?.run).toBe(140);
+    const c = interleaved.counterexamples.find((x) => x.check === 'dma_isolation');
+    expect(c?.schedule?.length).toBeGreaterThan(0);
+    expect(c?.schedule?.some((hw) => hw.kind === 'ats_translate')).toBe(true);
+    // The shrunk pair still fires with the bug, and no longer without the schedule.
+    const options = campaignRunOptions(race, {});
+    const ops = c?.operations as unknown as StepOp[];
+    expect(firesCheck(smmu, ops, 'dma_isolation', { ...options, schedule: c?.schedule as never })).toBe(true);
+    expect(firesCheck(smmu, ops, 'dma_isolation', options)).toBe(false);
+    const plain = await runCampaign(race, keep);
+    expect(plain.checks.dma_isolation?.runs).toBe(0);
+    expect(plain.interleave).toBeUndefined();
+    expect(decodeCampaignResult('r', JSON.parse(JSON.stringify(interleaved))).ok).toBe(true);
+  });
+
+  it('derive each run\u2019s schedule from its seed alone', () => {
+    const smmu = smallMachineWithSmmu({ ats: true });
+    expect(scheduleForRun(smmu, 77)).toEqual(scheduleForRun(smmu, 77));
+    expect(scheduleForRun(machine, 77)).toEqual([]);
   });
 });

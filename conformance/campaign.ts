@@ -11,13 +11,13 @@
  */
 import fc from 'fast-check';
 import { type ModelState, OPERATION_KINDS, guestState, initialState } from '../model/index.js';
-import { operationsArbitrary } from '../properties/arbitraries.js';
+import { operationsArbitrary, scheduleArbitrary } from '../properties/arbitraries.js';
 import { type InjectedBug } from '../properties/bugs/ownership-bugs.js';
 import { findInjectedBug } from '../properties/bugs/index.js';
 import { type CheckName } from '../properties/checks.js';
 import { type MachineConfig, toModelConfig } from '../properties/machine.js';
 import { minimizeOperations } from '../properties/minimize.js';
-import { type RunOptions, type RunResult, runOperations } from '../properties/runner.js';
+import { type RunOptions, type RunResult, type ScheduledHardware, runOperations } from '../properties/runner.js';
 import { type CampaignResult, type Counterexample, RESULT_FORMAT, sortKeys } from './campaign-result.js';
 import { findDesign } from './designs.js';
 import { type StepOp, allRecords, rederiveModel } from './trace.js';
@@ -38,6 +38,11 @@ export interface CampaignSpec {
   readonly timeSeconds?: number;
   /** Name of a test-only bug from properties/bugs/ (ALL_BUGS) to inject. */
   readonly bug?: string;
+  /**
+   * Each run also gets a schedule of hardware actions at the yield points of its steps
+   * (`scheduleForRun`), so races inside hypercalls and trapped accesses can be found.
+   */
+  readonly interleave?: boolean;
 }
 
 export interface CampaignProgress {
@@ -56,6 +61,8 @@ export interface FoundCounterexample {
   readonly path: string;
   readonly originalLength: number;
   readonly operations: readonly StepOp[];
+  /** With `interleave`: the schedule, made 1-minimal after the operations were. */
+  readonly schedule?: readonly ScheduledHardware[];
 }
 
 export interface CampaignHooks {
@@ -128,6 +135,19 @@ export function shrinkCounterexample(machine: MachineConfig, arb: fc.Arbitrary<S
   const shrunk = out.counterexample[0];
   const operations = minimizeOperations(shrunk, (candidate) => firesCheck(machine, candidate, check, options));
   return { operations, path: out.counterexamplePath ?? path, originalLength: generateRun(arb, seed, path).length };
+}
+
+/**
+ * The schedule of the run with fast-check seed `seed` in an interleaving campaign: a function of
+ * the seed, and kept fixed while fast-check shrinks the operations.
+ */
+export function scheduleForRun(machine: MachineConfig, seed: number): ScheduledHardware[] {
+  return fc.sample(scheduleArbitrary(machine), { seed, numRuns: 1 })[0] ?? [];
+}
+
+/** The schedule made 1-minimal for a shrunk counterexample (what is left still fires `check`). */
+export function minimizeSchedule(machine: MachineConfig, ops: readonly StepOp[], schedule: readonly ScheduledHardware[], check: string, options: RunOptions): ScheduledHardware[] {
+  return minimizeOperations(schedule, (candidate) => firesCheck(machine, ops, check, { ...options, schedule: candidate }));
 }
 
 type Stats = Pick<CampaignResult, 'kinds' | 'returns' | 'transitions'>;
@@ -225,7 +245,9 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     const seed = runSeed(spec.baseSeed, run);
     const path = String(biasIndex(run));
     const ops = generateRun(arb, seed, path);
-    const result = runOperations(spec.machine, ops, options);
+    const schedule = spec.interleave === true ? scheduleForRun(spec.machine, seed) : undefined;
+    const runOptions = schedule === undefined ? options : { ...options, schedule };
+    const result = runOperations(spec.machine, ops, runOptions);
     const opsBefore = operations;
     runs++;
     operations += result.steps.length;
@@ -241,12 +263,14 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
       c.first = { run, seed, step, runsToDetection: runs, opsToDetection: opsBefore + step + 1 };
       if (!wantsShrink(check)) continue;
       const t0 = clock();
-      const shrunk = shrinkCounterexample(spec.machine, arb, seed, path, check, options);
+      const shrunk = shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions);
+      const minimalSchedule = shrunk === undefined || schedule === undefined ? undefined : minimizeSchedule(spec.machine, shrunk.operations, schedule, check, options);
       shrinkMs += clock() - t0;
       if (shrunk === undefined) continue; // flaky only if the system is nondeterministic: then say nothing
-      const found: FoundCounterexample = { check, run, seed, path: shrunk.path, originalLength: shrunk.originalLength, operations: shrunk.operations };
+      const found: FoundCounterexample = { check, run, seed, path: shrunk.path, originalLength: shrunk.originalLength, operations: shrunk.operations, ...(minimalSchedule === undefined || minimalSchedule.length === 0 ? {} : { schedule: minimalSchedule }) };
       const file = hooks.onCounterexample?.(found) ?? null;
-      counterexamples.push({ ...found, operations: shrunk.operations as unknown as Record<string, unknown>[], file });
+      const { schedule: foundSchedule, ...rest } = found;
+      counterexamples.push({ ...rest, operations: shrunk.operations as unknown as Record<string, unknown>[], ...(foundSchedule === undefined ? {} : { schedule: [...foundSchedule] as unknown as Record<string, unknown>[] }), file });
     }
     const now = clock();
     if (now - lastProgress >= progressEvery) {
@@ -271,6 +295,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     maxOps: spec.maxOps,
     baseSeed: spec.baseSeed,
     shard: { index: spec.shard.index, count: spec.shard.count },
+    ...(spec.interleave === true ? { interleave: true } : {}),
     budget: { runs: spec.runs ?? null, timeSeconds: spec.timeSeconds ?? null },
     stoppedBy,
     runs,

@@ -77,6 +77,8 @@ describe('corpus format: a malformed file fails with its name and the path of th
     ['bad-returns.json', { ...good, returns: ['0'] }, /bad-returns\.json: returns: expected one return value per operation \(20\), got 1/],
     ['bad-path.json', { ...good, provenance: { ...(good.provenance as object), path: '1:x' } }, /bad-path\.json: provenance\.path: expected a fast-check path/],
     ['not-json.json', '{ "format": 1,', /not-json\.json: not valid JSON/],
+    ['bad-schedule.json', { ...good, schedule: [{ kind: 'dma', sid: 1, addr: 4096, access: 'read' }, { kind: 'host_donate_hyp', pfn: 1, nrPages: 1 }] }, /bad-schedule\.json: schedule\.1\.kind: expected a hardware action that can run inside a step \(dma, dma_translated, .*\), got "host_donate_hyp"/],
+    ['bad-schedule-field.json', { ...good, schedule: [{ kind: 'dma', sid: 1, addr: 4096, access: 'fetch' }] }, /bad-schedule-field\.json: schedule\.0\.access: expected/],
   ];
   for (const [name, content, message] of cases) {
     it(name, () => {
