@@ -61,6 +61,16 @@ describe('the bug zoo', () => {
     }
   });
 
+  it('a race the plain search misses is found by the interleaved search, with a 1-minimal schedule', () => {
+    const bug = DMA_BUGS.find((b) => b.name === 'atc-inv-before-tlbi-sync');
+    if (bug === undefined) throw new Error('bug');
+    const row = zooRow(bug, ZOO_DEFAULTS);
+    expect(row.foundBy).toBe('interleaved search');
+    expect(row.cleanPasses).toBe(true);
+    expect(row.shrunkSchedule?.some((hw) => hw.kind === 'ats_translate')).toBe(true);
+    expect(row.message).toMatch(/ATC entry .* still reaches/);
+  });
+
   it('the tight-pool machine goes through the machine codec (corpus and replay files carry it)', () => {
     const machine = namedMachine('small-smmu-tight-s2-pool');
     expect(machine?.hostS2PoolPages).toBe(9);

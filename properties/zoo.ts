@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { findDesign } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
-import { operationsArbitrary } from './arbitraries.js';
+import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
 import { type InjectedBug } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { type MachineConfig } from './machine.js';
@@ -29,13 +29,19 @@ export interface ZooRow {
   readonly machine: string;
   readonly caughtBy: CheckName;
   readonly caught: boolean;
-  /** 'search' (fixed-seed random runs), 'trigger' (the hand-written sequence), or null. */
-  readonly foundBy: 'search' | 'trigger' | null;
+  /**
+   * 'search' (fixed-seed random runs), 'interleaved search' (the same with a hardware schedule at
+   * the yield points, tried when the plain search missed), 'trigger' (the hand-written
+   * sequence), or null.
+   */
+  readonly foundBy: 'search' | 'interleaved search' | 'trigger' | null;
   /** Runs (1-based) and operations executed up to and including the first detecting run. */
   readonly runsToDetection: number | null;
   readonly opsToDetection: number | null;
   readonly shrunkLength: number | null;
   readonly shrunk: readonly Step[] | null;
+  /** The hardware schedule of an interleaved-search counterexample, made 1-minimal. */
+  readonly shrunkSchedule?: readonly ScheduledHardware[];
   /** The same runs without the bug pass the check (no false alarm). */
   readonly cleanPasses: boolean;
   readonly message: string | null;
@@ -96,21 +102,26 @@ function arbitraryFor(machine: MachineConfig, maxOps: number): fc.Arbitrary<Step
   return machine.smmu === undefined ? arb : arb.map((ops) => ops.filter(notAKnownFinding));
 }
 
-export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS): ZooRow {
-  const machineName = bug.machine ?? 'small';
-  const machine = namedMachine(machineName);
-  if (machine === undefined) throw new Error(`bug ${bug.name}: unknown machine ${machineName}`);
-  const checks = new Set<CheckName>([bug.caughtBy]);
-  const withBug = designOptions(bug, checks, true);
-  const without = designOptions(bug, checks, false);
-  const catches = (ops: readonly Step[]) => runOperations(machine, ops, withBug).failure?.violations.some((v) => v.check === bug.caughtBy) === true;
+interface SearchOutcome {
+  readonly detectedAt: { readonly runs: number; readonly ops: number } | undefined;
+  readonly counterexample: { readonly ops: Step[]; readonly schedule: ScheduledHardware[] } | undefined;
+  readonly cleanPasses: boolean;
+}
+
+/**
+ * The fixed-seed search with the bug (and the same runs without it), optionally with a hardware
+ * schedule per run (`scheduleArbitrary`), which fast-check shrinks with the operations.
+ */
+function search(machine: MachineConfig, settings: ZooSettings, withBug: RunOptions, without: RunOptions, caughtBy: CheckName, interleave: boolean): SearchOutcome {
+  const arb = fc.record({ ops: arbitraryFor(machine, settings.maxOps), schedule: interleave ? scheduleArbitrary(machine) : fc.constant([] as ScheduledHardware[]) });
+  const options = (base: RunOptions, schedule: readonly ScheduledHardware[]) => (schedule.length === 0 ? base : { ...base, schedule });
   let runs = 0;
   let ops = 0;
-  let detectedAt: { runs: number; ops: number } | undefined;
+  let detectedAt: SearchOutcome['detectedAt'];
   const out = fc.check(
-    fc.property(arbitraryFor(machine, settings.maxOps), (steps) => {
-      const r = runOperations(machine, steps, withBug);
-      const hit = r.failure?.violations.some((v) => v.check === bug.caughtBy) === true;
+    fc.property(arb, (run) => {
+      const r = runOperations(machine, run.ops, options(withBug, run.schedule));
+      const hit = r.failure?.violations.some((v) => v.check === caughtBy) === true;
       // Only the first (unshrunk) run sequence counts towards "to first detection".
       if (detectedAt === undefined) {
         runs++;
@@ -123,18 +134,44 @@ export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS):
   );
   // The same runs without the bug, same check: nothing to report.
   const clean = fc.check(
-    fc.property(arbitraryFor(machine, settings.maxOps), (steps) => runOperations(machine, steps, without).failure === undefined),
+    fc.property(arb, (run) => runOperations(machine, run.ops, options(without, run.schedule)).failure === undefined),
     { seed: settings.seed, numRuns: settings.runs },
   );
-  const searched = out.failed ? (out.counterexample?.[0] as Step[] | undefined) : undefined;
-  let cleanPasses = !clean.failed;
-  let foundBy: ZooRow['foundBy'] = null;
+  const found = out.failed ? out.counterexample?.[0] : undefined;
+  return { detectedAt, counterexample: found === undefined ? undefined : { ops: found.ops, schedule: found.schedule }, cleanPasses: !clean.failed };
+}
+
+export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS): ZooRow {
+  const machineName = bug.machine ?? 'small';
+  const machine = namedMachine(machineName);
+  if (machine === undefined) throw new Error(`bug ${bug.name}: unknown machine ${machineName}`);
+  const checks = new Set<CheckName>([bug.caughtBy]);
+  const withBug = designOptions(bug, checks, true);
+  const without = designOptions(bug, checks, false);
+  const catches = (ops: readonly Step[], schedule: readonly ScheduledHardware[]) =>
+    runOperations(machine, ops, schedule.length === 0 ? withBug : { ...withBug, schedule }).failure?.violations.some((v) => v.check === bug.caughtBy) === true;
+  let outcome = search(machine, settings, withBug, without, bug.caughtBy, false);
+  let foundBy: ZooRow['foundBy'] = outcome.counterexample === undefined ? null : 'search';
+  let cleanPasses = outcome.cleanPasses;
+  // A race needs hardware at the yield points: on an SMMU machine, search again with schedules.
+  if (foundBy === null && machine.smmu !== undefined) {
+    const interleaved = search(machine, settings, withBug, without, bug.caughtBy, true);
+    cleanPasses &&= interleaved.cleanPasses;
+    if (interleaved.counterexample !== undefined) {
+      outcome = interleaved;
+      foundBy = 'interleaved search';
+    }
+  }
   let shrunk: readonly Step[] | null = null;
+  let shrunkSchedule: readonly ScheduledHardware[] | undefined;
   let message: string | null = null;
-  if (searched !== undefined) {
-    foundBy = 'search';
-    shrunk = minimizeOperations(searched, catches);
-    message = runOperations(machine, shrunk, withBug).failure?.violations.find((v) => v.check === bug.caughtBy)?.message ?? null;
+  const cx = outcome.counterexample;
+  if (foundBy !== null && cx !== undefined) {
+    shrunk = minimizeOperations(cx.ops, (ops) => catches(ops, cx.schedule));
+    const minimalOps = shrunk;
+    if (cx.schedule.length > 0) shrunkSchedule = minimizeOperations(cx.schedule, (schedule) => catches(minimalOps, schedule));
+    const options = shrunkSchedule === undefined ? withBug : { ...withBug, schedule: shrunkSchedule };
+    message = runOperations(machine, shrunk, options).failure?.violations.find((v) => v.check === bug.caughtBy)?.message ?? null;
   } else {
     // A trigger may need hardware at the hypercalls' yield points (a race): it keeps its schedule.
     const t = runBugTrigger(bug, machine);
@@ -145,16 +182,18 @@ export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS):
       cleanPasses &&= t.cleanWithout;
     }
   }
+  const searched = foundBy === 'search' || foundBy === 'interleaved search';
   return {
     bug: bug.name,
     machine: machineName,
     caughtBy: bug.caughtBy,
     caught: shrunk !== null,
     foundBy,
-    runsToDetection: foundBy === 'search' ? (detectedAt?.runs ?? null) : null,
-    opsToDetection: foundBy === 'search' ? (detectedAt?.ops ?? null) : null,
+    runsToDetection: searched ? (outcome.detectedAt?.runs ?? null) : null,
+    opsToDetection: searched ? (outcome.detectedAt?.ops ?? null) : null,
     shrunkLength: shrunk?.length ?? null,
     shrunk,
+    ...(shrunkSchedule === undefined ? {} : { shrunkSchedule }),
     cleanPasses,
     message,
   };
