@@ -2,7 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { findInjectedBug } from '../properties/bugs/index.js';
 import { OWNERSHIP_BUGS } from '../properties/bugs/ownership-bugs.js';
+import { smallMachineWithSmmu } from '../properties/machine.js';
 import { listCorpusFiles } from '../conformance/corpus.js';
 import { main } from './replay.js';
 
@@ -61,6 +63,20 @@ describe('replay CLI', () => {
     expect(err.at(-1)).toMatch(/config\.memory\.0\.base: expected a non-negative multiple of 4096, got 3/);
     expect(main([join(dir, 'missing.json')])).toBe(2);
     expect(err.at(-1)).toMatch(/cannot read .*ENOENT/);
+  });
+
+  it('runs a plain file\u2019s "schedule" at the yield points, and rejects a bad one with its path', () => {
+    const machine = smallMachineWithSmmu({ ats: true });
+    const steps = [{ kind: 'ats_translate', sid: 2, addr: 0x4000_0000 }, { kind: 'host_donate_hyp', pfn: 0x40000, nrPages: 1 }];
+    const bug = findInjectedBug('atc-inv-before-tlbi-sync');
+    const options = { inject: bug?.inject ?? (() => undefined), ...(bug?.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }), driver: { atcInvalidation: true } };
+    const schedule = Array.from({ length: 16 }, () => ({ kind: 'ats_translate', sid: 2, addr: 0x4000_0000 }));
+    // Without the schedule the bug's race does not happen; with it the device refills its ATC.
+    expect(main([file('race.json', JSON.stringify({ config: machine, operations: steps }))], options)).toBe(0);
+    expect(main([file('race2.json', JSON.stringify({ config: machine, operations: steps, schedule }))], options)).toBe(1);
+    expect(out.join('\n')).toMatch(/\[dma_isolation\] device sid 2 ATC entry/);
+    expect(main([file('race3.json', JSON.stringify({ config: machine, operations: steps, schedule: [{ kind: 'host_access', addr: 0, access: 'read' }] }))])).toBe(2);
+    expect(err.at(-1)).toMatch(/schedule\.0\.kind: expected a hardware action that can run inside a step/);
   });
 
   it('prints usage for misuse', () => {

@@ -13,9 +13,9 @@ import { entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
 import { retName } from '../conformance/names.js';
 import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
-import { decodeMachine, decodeOperations } from '../properties/codecs.js';
+import { decodeMachine, decodeOperations, decodeSchedule } from '../properties/codecs.js';
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
-import { type RunOptions } from '../properties/runner.js';
+import { type RunOptions, type ScheduledHardware } from '../properties/runner.js';
 import { renderTimeline } from '../reports/timeline.js';
 import { parseArgs } from './args.js';
 
@@ -32,6 +32,8 @@ exit code: 0 clean, 1 mismatch or violation, 2 usage error or bad file`;
 export interface ReplayInput {
   readonly operations: readonly StepOp[];
   readonly machine: MachineConfig;
+  /** Hardware actions at the yield points (RunOptions.schedule), when the file has a "schedule". */
+  readonly schedule?: readonly ScheduledHardware[];
   /** Set when FILE is a corpus file. */
   readonly corpus?: CorpusEntry;
 }
@@ -65,7 +67,10 @@ export function loadReplayFile(path: string): { ok: true; input: ReplayInput } |
     if (!m.ok) return { ok: false, errors: m.errors.map((e) => `${path}: config.${e}`) };
     machine = m.value;
   }
-  return { ok: true, input: { operations: ops.value, machine } };
+  const scheduleJson = (json as { schedule?: unknown }).schedule;
+  const schedule = scheduleJson === undefined ? undefined : decodeSchedule(scheduleJson);
+  if (schedule !== undefined && !schedule.ok) return { ok: false, errors: schedule.errors.map((e) => `${path}: ${e}`) };
+  return { ok: true, input: { operations: ops.value, machine, ...(schedule === undefined ? {} : { schedule: schedule.value }) } };
 }
 
 function verdictText(entry: CorpusEntry): string {
@@ -92,8 +97,8 @@ export function main(argv: string[], options: RunOptions = {}): number {
     for (const e of loaded.errors) console.error(e);
     return 2;
   }
-  const { operations, machine, corpus } = loaded.input;
-  const runOptions = corpus === undefined ? options : entryRunOptions(corpus, options);
+  const { operations, machine, corpus, schedule } = loaded.input;
+  const runOptions = corpus !== undefined ? entryRunOptions(corpus, options) : schedule === undefined ? options : { ...options, schedule };
   const trace = traceOperations(machine, operations, runOptions);
   const result = trace.result;
   const violations = allRecords(result).flatMap((s) => s.violations.map((v) => ({ step: s.index, check: v.check, message: v.message })));
