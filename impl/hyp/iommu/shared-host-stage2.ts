@@ -1,7 +1,8 @@
 /**
- * The `shared-cpu-s2` design (issue 6; pkvm-host-s2-iommu.md §6.1 "share the CPU stage-2"): no
- * shadow table at all — every shadowed STE points the SMMU at the host CPU stage-2 itself (its
- * PGD, the host's VTCR, VMID 0). What the design needs, and what this file provides:
+ * The `shared-cpu-s2` design (issue 6; v6 review, PATCH 08/25, "Is there a reason you can't just
+ * use the CPU S2 for the iommu?", seeds/000-pkvm-smmuv3-v6-review.md): no shadow table at all —
+ * every shadowed STE points the SMMU at the host CPU stage-2 itself (its PGD, the host's VTCR,
+ * VMID 0). What the design needs, and what this file provides:
  *  - the stage-2 registers the STE is built from (`hostStage2Regs`);
  *  - SMMU TLB maintenance wherever the host stage-2 code invalidates the CPU's TLB, including
  *    inside its break-before-make sequences (`SmmuMirroredStage2Tlb`): the SMMU caches the same
