@@ -7,7 +7,7 @@
  * declared one, 1 when one differs, 2 on misuse.
  */
 import { DESIGN_VARIANTS } from '../impl/hyp/design.js';
-import { DEFAULT_BUDGET, type MatrixBudget, type MatrixRow, type Costs, measureCosts, verdictRow, workload } from '../properties/design-matrix.js';
+import { DEFAULT_BUDGET, type MatrixBudget, type MatrixRow, type Costs, exploreWithCosts, measureCosts, verdictRow, workload } from '../properties/design-matrix.js';
 import { representativeHardware } from '../properties/machine.js';
 import { intOption, parseArgs } from './args.js';
 
@@ -96,8 +96,9 @@ export function main(argv: readonly string[], io: Io): number {
     if (!warm && DESIGN_VARIANTS[0] !== undefined) measureCosts(DESIGN_VARIANTS[0], hw.machine, ops.slice(0, 10));
     warm = true;
     for (const v of DESIGN_VARIANTS) {
-      rows.push(verdictRow(v, hw, ops));
-      costs.push({ variant: v.name, hardware: hw.name, costs: measureCosts(v, hw.machine, ops) });
+      const pass = exploreWithCosts(v, hw.machine, ops);
+      rows.push(verdictRow(v, hw, ops, pass.exploration));
+      costs.push({ variant: v.name, hardware: hw.name, costs: pass.costs });
     }
   }
   const mismatches = rows.flatMap((r) => r.cells.filter((c) => c.observed !== c.declared).map((c) => `${r.variant} on ${r.hardware}: ${c.check} ${c.observed}, declared ${c.declared ?? 'nothing'}`));

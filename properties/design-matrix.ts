@@ -62,13 +62,13 @@ export interface Exploration {
  * yields a verdict for every check (a run is cut at a hypervisor panic, which refinement_ret
  * reports).
  */
-export function explore(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): Exploration {
+export function explore(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[], inject?: (sys: System) => void): Exploration {
   const found = new Map<CheckName, { foundBy?: 'workload'; violatedRuns: number; firstRun: number | undefined; counterexample: Step[] | undefined; message: string | undefined }>();
   for (const c of ALL_CHECKS) found.set(c, { violatedRuns: 0, firstRun: undefined, counterexample: undefined, message: undefined });
   let operations = 0;
   const start = performance.now();
   ops.forEach((run, runIndex) => {
-    const r = runOperations(machine, run.ops, { driver: variant.knobs, continueAfterViolation: true, schedule: run.schedule });
+    const r = runOperations(machine, run.ops, { driver: variant.knobs, continueAfterViolation: true, schedule: run.schedule, ...(inject === undefined ? {} : { inject }) });
     operations += r.steps.length;
     const seen = new Set<CheckName>();
     for (const s of r.steps) {
@@ -154,20 +154,17 @@ function measureDonations(tally: DonationTally): (sys: System) => void {
   };
 }
 
-/** Costs of a variant on the workload (all checks on, so ops/s is the checked rate). */
-export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): Costs {
+/**
+ * One pass over the workload for both the verdicts and the costs: every check runs, and every
+ * donation is measured in the same runs (so ops/s is the checked rate).
+ */
+export function exploreWithCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): { exploration: Exploration; costs: Costs } {
   const tally: DonationTally = { donations: 0, pages: 0, commands: 0, syncs: 0, tlb: 0, walk: 0, collateral: 0 };
-  let operations = 0;
-  let idmapTablePages: number;
-  const start = performance.now();
-  for (const run of ops) {
-    const r = runOperations(machine, run.ops, { driver: variant.knobs, continueAfterViolation: true, inject: measureDonations(tally), schedule: run.schedule });
-    operations += r.steps.length;
-  }
-  const seconds = (performance.now() - start) / 1000;
-  idmapTablePages = runOperations(machine, [], { driver: variant.knobs }).system.iommu?.idmap?.pgtable.heldTables().length ?? 0;
+  const exploration = explore(variant, machine, ops, measureDonations(tally));
+  const seconds = exploration.millis / 1000;
+  const idmapTablePages = runOperations(machine, [], { driver: variant.knobs }).system.iommu?.idmap?.pgtable.heldTables().length ?? 0;
   const per = (n: number) => (tally.donations === 0 ? 0 : n / tally.donations);
-  return {
+  const costs: Costs = {
     donations: tally.donations,
     donatedPages: tally.pages,
     commandsPerPage: tally.pages === 0 ? 0 : tally.commands / tally.pages,
@@ -177,8 +174,14 @@ export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops
     walkRemovedPerDonation: per(tally.walk),
     collateralPerDonation: per(tally.collateral),
     idmapTablePages,
-    checkedOpsPerSecond: seconds === 0 ? 0 : operations / seconds,
+    checkedOpsPerSecond: seconds === 0 ? 0 : exploration.operations / seconds,
   };
+  return { exploration, costs };
+}
+
+/** Costs of a variant on the workload. */
+export function measureCosts(variant: DesignVariant, machine: MachineConfig, ops: readonly WorkloadRun[]): Costs {
+  return exploreWithCosts(variant, machine, ops).costs;
 }
 
 export interface VerdictCell {
@@ -229,10 +232,9 @@ function triggerOutcome(variant: DesignVariant, machine: MachineConfig, check: C
 }
 
 /** One variant on one machine: declared vs observed per check. */
-export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly WorkloadRun[]): MatrixRow {
+export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly WorkloadRun[], exploration: Exploration = explore(variant, hardware.machine, ops)): MatrixRow {
   const hw = verdictHardware(hardware.machine);
   const declared = declaredVerdicts(variant, hw);
-  const exploration = explore(variant, hardware.machine, ops);
   const cells: VerdictCell[] = [];
   for (const [check, explored] of exploration.checks) {
     const expected = declared.find((d) => d.check === check)?.verdict;

@@ -7,9 +7,9 @@
  * allowed) may hold either value. Part of the `smmu_config_coherent` check.
  */
 import { type PhysicalMemory } from '../../impl/arch/physical-memory.js';
-import { STE_BYTES, steUsedBits } from '../../impl/arch/smmu/ste.js';
+import { STE_BYTES, steMaskWords, steUsedBits } from '../../impl/arch/smmu/ste.js';
 import { STRTAB_FMT_2LVL } from '../../impl/arch/smmu/registers.js';
-import { type U64, u64 } from '../../impl/arch/u64.js';
+import { type U64, u64, u64AndNot, u64Equal } from '../../impl/arch/u64.js';
 import { type HypSmmuDriver } from '../../impl/hyp/smmu-driver/driver.js';
 import { steUpdateSafeBits } from '../../impl/hyp/smmu-driver/ste-writer.js';
 
@@ -26,17 +26,10 @@ function readSte(memory: PhysicalMemory, at: number): U64[] {
 
 /** Whether `state`, in the bits it uses (less the update-safe ones), equals `ref`. */
 function sameInUsedBits(state: readonly U64[], ref: readonly U64[], safe: readonly U64[]): boolean {
-  const used = steUsedBits(state);
-  for (let i = 0; i < QWORDS; i++) {
-    const u = used[i] as U64;
-    const sf = safe[i] as U64;
-    const maskLo = (u.lo & ~sf.lo) >>> 0;
-    const maskHi = (u.hi & ~sf.hi) >>> 0;
-    const s = state[i] as U64;
-    const r = ref[i] as U64;
-    if (((s.lo ^ r.lo) & maskLo) >>> 0 !== 0 || ((s.hi ^ r.hi) & maskHi) >>> 0 !== 0) return false;
-  }
-  return true;
+  const mask = steUsedBits(state).map((u, i) => u64AndNot(u, safe[i] as U64));
+  const a = steMaskWords(state, mask);
+  const b = steMaskWords(ref, mask);
+  return a.every((w, i) => u64Equal(w, b[i] as U64));
 }
 
 export class SteUpdateMonitor {
