@@ -11,7 +11,6 @@
  */
 import { match } from 'ts-pattern';
 import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
-import { STE_BYTES } from '../impl/arch/smmu/ste.js';
 import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
@@ -134,11 +133,12 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
     })
     .with({ kind: 'host_write_ste' }, (o) => {
       // Arbitrary words in the first four doublewords of the host's STE, then CFGI_STE + SYNC.
-      const layout = parts.hostDriver.layout;
-      const at = layout.strtabBase + (o.sid % 2 ** layout.strtabLog2) * STE_BYTES;
+      const host = parts.hostDriver;
+      const sid = o.sid % host.steSlots;
+      const at = host.steAddress(sid);
       for (let i = 0; i < 2; i++) sys.memory.store64(at + i * 8, o.words[2 * i] as number, o.words[2 * i + 1] as number);
-      identity.delete(o.sid % 2 ** layout.strtabLog2);
-      sys.hyp.run(parts.hostDriver.issue([{ kind: 'CFGI_STE', ssec: false, sid: o.sid % 2 ** layout.strtabLog2, leaf: true }]), step);
+      identity.delete(sid);
+      sys.hyp.run(host.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]), step);
       return { ret: 0, detail: 'STE written' };
     })
     .with({ kind: 'host_write_cmd' }, (o) => {
