@@ -132,7 +132,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
       title: `replay of ${file}`,
       source: file,
       machine: machineLabel(machine),
-      design: corpus?.design ?? 'v6',
+      design: corpus?.design ?? 'v6-posted',
       ...(corpus?.bug === undefined ? {} : { bug: corpus.bug }),
       ...(corpus === undefined ? {} : { expect: verdictText(corpus) }),
     });

@@ -130,7 +130,7 @@ describe('report CLI', () => {
 
   it('refuses bad inputs with the file and field, exit 2', async () => {
     const shards = mkdtempSync(join(base, 'bad-'));
-    writeFileSync(join(shards, 'x.json'), JSON.stringify({ format: 1, design: 'v6' }));
+    writeFileSync(join(shards, 'x.json'), JSON.stringify({ format: 1, design: 'v6-posted' }));
     errors.length = 0;
     expect((await report(['--merge', shards])).code).toBe(2);
     expect(errors.join('\n')).toMatch(/x\.json: bug: expected string, got undefined/);

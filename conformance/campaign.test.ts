@@ -13,7 +13,7 @@ import { clockSeed, fnv1a, parseSeed, runSeed, SEED_LIMIT } from './seeds.js';
 
 const machine = smallMachine();
 const P = machine.memory[0]!.base / 4096;
-const spec = (over: Partial<CampaignSpec> = {}): CampaignSpec => ({ design: 'v6', machineName: 'small', machine, maxOps: 16, baseSeed: 42, shard: { index: 1, count: 1 }, runs: 12, ...over });
+const spec = (over: Partial<CampaignSpec> = {}): CampaignSpec => ({ design: 'v6-posted', machineName: 'small', machine, maxOps: 16, baseSeed: 42, shard: { index: 1, count: 1 }, runs: 12, ...over });
 
 /** What must not depend on the clock or on how the runs were split. */
 function essence(r: CampaignResult) {

@@ -18,6 +18,10 @@ const U64Number = new t.Type<number, number, unknown>(
 );
 
 const op = <K extends string, P extends t.Props>(kind: K, props: P) => t.strict({ kind: t.literal(kind), ...props });
+const opWith = <K extends string, P extends t.Props, O extends t.Props>(kind: K, props: P, optional: O) => t.exact(t.intersection([t.type({ kind: t.literal(kind), ...props }), t.partial(optional)]));
+
+/** The size of a trapped access: `BIT(ESR.SAS)` bytes. */
+const AccessSize = t.union([t.literal(1), t.literal(2), t.literal(4), t.literal(8)]);
 
 /** One codec per operation kind, so an error names the field of the kind the file meant. */
 const OPERATION_CODECS = {
@@ -63,8 +67,8 @@ const HARDWARE_CODECS = {
   smmu_evict: op('smmu_evict', { smmu: U32Number, cache: t.union([t.literal('tlb'), t.literal('walk'), t.literal('config'), t.literal('all')]), index: U32Number }),
   smmu_consume: op('smmu_consume', { smmu: U32Number }),
   host_attach_identity: op('host_attach_identity', { smmu: U32Number, sid: U32Number }),
-  host_mmio_write: op('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }),
-  host_mmio_read: op('host_mmio_read', { smmu: U32Number, offset: U32Number }),
+  host_mmio_write: opWith('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }, { size: AccessSize, valueHi: U32Number }),
+  host_mmio_read: opWith('host_mmio_read', { smmu: U32Number, offset: U32Number }, { size: AccessSize }),
   host_write_ste: op('host_write_ste', { smmu: U32Number, sid: U32Number, words: Words4 }),
   host_write_cmd: op('host_write_cmd', { smmu: U32Number, words: Words4 }),
 } as const;
@@ -95,7 +99,14 @@ const SmmuConfigCodec = t.intersection([
       idmapMemoryBlocks: t.boolean,
       dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
       prepopulateHostStage2: t.boolean,
+      hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
       rejectUnsupportedCommands: t.boolean,
+      dropFilteredCommands: t.boolean,
+      refuseBadRegisterAccess: t.boolean,
+      writeBackSyncConversion: t.boolean,
+      rejectIrqCfg: t.boolean,
+      linuxHitlessWriter: t.boolean,
+      invalidateOnEnable: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),

@@ -51,7 +51,7 @@ describe('the counterexamples behind the "breaks" verdicts', () => {
       { kind: 'dma_translated', sid: 2, addr: P * PAGE, access: 'read' },
     ];
     const machine = smallMachineWithSmmu({ ats: true });
-    for (const name of ['v6', 'vmid-wide-invalidation']) {
+    for (const name of ['v6-posted', 'vmid-wide-invalidation']) {
       const r = runOperations(machine, steps, { driver: designVariant(name)?.knobs ?? {} });
       expect(describeFailure(r), name).toMatch(/device sid 2 ATC entry \(0x40000000 → 0x40000000\) still reaches pfn 0x40000/);
     }
@@ -205,7 +205,7 @@ describe('variant composition', () => {
     expect(options.driver).toEqual({ atcInvalidation: true });
     expect(runOperations(machine, [], options).system.iommu?.driver.options.atcInvalidation).toBe(true);
     // v6 sets nothing, so a machine's own driver options (small-smmu-hide-ats) stand.
-    expect(campaignRunOptions({ ...spec, design: 'v6' }, {}).driver).toBeUndefined();
+    expect(campaignRunOptions({ ...spec, design: 'v6-posted' }, {}).driver).toBeUndefined();
   });
 
   it('every variant’s knobs are plain JSON a corpus machine can carry', () => {
@@ -219,7 +219,7 @@ describe('variant composition', () => {
   });
 
   it('builds every variant the issue names', () => {
-    expect(DESIGN_VARIANTS.map((v) => v.name)).toEqual(['v6', 'v6-hide-ats', 'v6-atc-inv', 'vmid-wide-invalidation', 'block-idmap-with-split', 'shared-cpu-s2', 'shared-cpu-s2-prepopulated']);
+    expect(DESIGN_VARIANTS.map((v) => v.name)).toEqual(['v6-posted', 'v6-hide-ats', 'v6-atc-inv', 'vmid-wide-invalidation', 'block-idmap-with-split', 'shared-cpu-s2', 'shared-cpu-s2-prepopulated']);
   });
 });
 
@@ -228,7 +228,7 @@ describe('cost metrics on one workload', () => {
     const hw = representativeHardware().find((h) => h.name === 'ril/ats') as { name: string; machine: MachineConfig };
     const w = ops(hw.name, hw.machine).slice(0, 15);
     const cost = (name: string) => measureCosts(designVariant(name) ?? (DESIGN_VARIANTS[0] as never), hw.machine, w);
-    const v6 = cost('v6');
+    const v6 = cost('v6-posted');
     const vmid = cost('vmid-wide-invalidation');
     const atc = cost('v6-atc-inv');
     const blocks = cost('block-idmap-with-split');

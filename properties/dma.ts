@@ -25,8 +25,9 @@ export type HardwareOperation =
   | { readonly kind: 'smmu_evict'; readonly smmu: number; readonly cache: 'tlb' | 'walk' | 'config' | 'all'; readonly index: number }
   | { readonly kind: 'smmu_consume'; readonly smmu: number }
   | { readonly kind: 'host_attach_identity'; readonly smmu: number; readonly sid: number }
-  | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number }
-  | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number }
+  // A trapped host store / load of `size` bytes (default 4); a 64-bit store carries `valueHi`.
+  | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number; readonly size?: 1 | 2 | 4 | 8; readonly valueHi?: number }
+  | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number; readonly size?: 1 | 2 | 4 | 8 }
   | { readonly kind: 'host_write_ste'; readonly smmu: number; readonly sid: number; readonly words: readonly [number, number, number, number] }
   | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number] };
 
@@ -122,14 +123,17 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
       return { ret: 0, detail: 'attached' };
     })
     .with({ kind: 'host_mmio_write' }, (o) => {
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value), step);
+      const size = o.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value, size, o.valueHi ?? 0), step);
       // Re-programming the SMMU may change any stream's configuration.
       identity.clear();
-      return { ret: r, detail: `write 0x${o.value.toString(16)} to 0x${o.offset.toString(16)}` };
+      const shown = size === 8 ? `0x${(o.valueHi ?? 0).toString(16)}_${o.value.toString(16).padStart(8, '0')}` : `0x${o.value.toString(16)}`;
+      return { ret: r, detail: `${size * 8}-bit write ${shown} to 0x${o.offset.toString(16)}` };
     })
     .with({ kind: 'host_mmio_read' }, (o) => {
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0), step);
-      return { ret: r, detail: `read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
+      const size = o.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0, size), step);
+      return { ret: r, detail: `${size * 8}-bit read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
     })
     .with({ kind: 'host_write_ste' }, (o) => {
       // Arbitrary words in the first four doublewords of the host's STE, then CFGI_STE + SYNC.
