@@ -106,7 +106,7 @@ const SmmuConfigCodec = t.intersection([
       writeBackSyncConversion: t.boolean,
       rejectIrqCfg: t.boolean,
       linuxHitlessWriter: t.boolean,
-      invalidateOnEnable: t.boolean,
+      invalidateWhileDisabled: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),

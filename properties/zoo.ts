@@ -49,7 +49,8 @@ export interface ZooRow {
 
 /** The bug's design variant (its driver knobs) with only `checks`; with the bug when `bug`. */
 function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, withBug: boolean, schedule?: readonly ScheduledHardware[]): RunOptions {
-  const design = findDesign(bug.design ?? 'v6-posted');
+  // Bugs are injected into the hardened driver, where every check holds without them.
+  const design = findDesign(bug.design ?? 'v6-hardened');
   if (design === undefined) throw new Error(`bug ${bug.name}: unknown design ${bug.design}`);
   const base: RunOptions = { checks, ...(schedule === undefined ? {} : { schedule }) };
   return design.runOptions(withBug ? { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) } : base);

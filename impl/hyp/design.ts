@@ -77,7 +77,7 @@ const SHARED_S2_OTHER_VERDICTS: readonly DeclaredVerdict[] = [
  */
 export const HARDENING_KNOBS: readonly { readonly knob: keyof DriverOptions; readonly value: DriverOptions[keyof DriverOptions]; readonly fix: string; readonly removes: readonly string[] }[] = [
   { knob: 'hookPlacement', value: 'every-owner-change', fix: 'the IOMMU hook on every host ownership change (guest donations and unshares, MMIO, the share-back path), not only host_stage2_set_owner_locked (v4)', removes: ['v4-hook-placement-misses-guest-donation'] },
-  { knob: 'invalidateOnEnable', value: true, fix: 'CFGI_ALL + TLBI_S12_VMALL(0) + CMD_SYNC on the host\'s SMMUEN 0 → 1 edge', removes: ['smmu-disabled-skips-tlbi'] },
+  { knob: 'invalidateWhileDisabled', value: true, fix: 'TLBIs go out while the emulated SMMU is disabled (the hypervisor keeps its hardware queue enabled), and CFGI_ALL + TLBI_S12_VMALL(0) on the SMMUEN 0 → 1 edge', removes: ['smmu-disabled-skips-tlbi'] },
   { knob: 'rejectUnsupportedCommands', value: true, fix: 'host commands the SMMU would reject (reserved encodings, feature-dependent ones) are dropped, not forwarded', removes: ['host-command-stops-hyp-queue'] },
   { knob: 'dropFilteredCommands', value: true, fix: 'a filtered host command is skipped without WARN_ON(skip)', removes: ['filtered-host-command-panics'] },
   { knob: 'refuseBadRegisterAccess', value: true, fix: 'trapped accesses the posted code WARNs on are ignored or refused (bits kept)', removes: ['host-register-access-panics', 'cmdq-disabled-while-smmu-enabled-panics'] },

@@ -94,11 +94,14 @@ export interface DriverOptions {
   /** Move live STEs with Linux's hitless writer (`arm_smmu_write_entry`, v8's plan). */
   readonly linuxHitlessWriter?: boolean;
   /**
-   * On the host's SMMUEN 0 → 1 edge, invalidate everything the SMMU may have kept while the
-   * emulated SMMU was disabled (CFGI_ALL, TLBI_S12_VMALL VMID 0, CMD_SYNC): the posted driver
-   * skips every TLBI while disabled (finding smmu-disabled-skips-tlbi).
+   * TLB maintenance is not skipped while the host keeps the emulated SMMU disabled: the
+   * hypervisor's own queue stays enabled in the hardware once the host first enabled it (the
+   * host's CMDQEN then only gates the emulation of the host's queue, as GKI owns CR0.CMDQEN), every
+   * idmap TLBI goes out, and the SMMUEN 0 → 1 edge also invalidates everything (CFGI_ALL,
+   * TLBI_S12_VMALL VMID 0, CMD_SYNC). The posted driver skips every TLBI while disabled (finding
+   * smmu-disabled-skips-tlbi).
    */
-  readonly invalidateOnEnable?: boolean;
+  readonly invalidateWhileDisabled?: boolean;
 }
 
 /** The host's view of the emulated SMMU: shadow registers the real SMMU never sees. */
@@ -341,7 +344,10 @@ export class HypSmmuDriver implements IdmapTlbOps {
    * v6-era `is_smmu_enabled`), so TLBIs are skipped while the host keeps the SMMU disabled.
    */
   private enabled(): boolean {
-    return (this.host.cr0 & CR0_SMMUEN) !== 0 && this.cmdq !== undefined;
+    if (this.cmdq === undefined) return false;
+    // Hardened: whenever the hardware queue runs.
+    if (this.options.invalidateWhileDisabled === true) return (this.reg(REG.CR0) & CR0_CMDQEN) !== 0;
+    return (this.host.cr0 & CR0_SMMUEN) !== 0;
   }
 
   invalidateRange(iova: number, size: number, granule: number, leaf: boolean): void {
@@ -587,7 +593,9 @@ export class HypSmmuDriver implements IdmapTlbOps {
         if (!len32) break;
         if (write) {
           const value = yield* this.hostCr0Write(val.lo);
-          this.setReg(REG.CR0, value);
+          // Hardened (invalidateWhileDisabled): the hypervisor's queue, once enabled, stays so.
+          const keep = this.options.invalidateWhileDisabled === true ? this.reg(REG.CR0) & CR0_CMDQEN : 0;
+          this.setReg(REG.CR0, value | keep);
           return ZERO;
         }
         mask = ALL_ONES;
@@ -748,7 +756,7 @@ export class HypSmmuDriver implements IdmapTlbOps {
       if (this.warnOrRefuse(r !== 0, 'smmu_emulate_enable: WARN_ON(smmu_update_ste_shadow)', hardened, `host stream table refused (${r})`)) {
         next &= ~CR0_SMMUEN;
         this.host.cr0 = next;
-      } else if (this.options.invalidateOnEnable === true && this.cmdq !== undefined) {
+      } else if (this.options.invalidateWhileDisabled === true && this.cmdq !== undefined) {
         // Hardened: what the SMMU kept while the emulated SMMU was disabled goes now.
         warnOnErr(yield* this.cmdq.issue([{ kind: 'CFGI_ALL', ssec: false, sid: 0 }, { kind: 'TLBI_S12_VMALL', vmid: 0 }], true), 'invalidate_on_enable: WARN_ON');
       }
@@ -793,20 +801,38 @@ export class HypSmmuDriver implements IdmapTlbOps {
     const shift = this.host.cmdqShift;
     const cmdq = this.cmdq as HypCmdq;
     let space = (2 ** shift - queueSpace(this.host.cmdqProd, this.host.cmdqCons, shift)) >>> 0;
-    const r = yield* cmdq.waitSpace(space);
-    if (r !== 0) return r;
-    const base = queueBaseAddr(this.host.cmdqBase);
-    while (space-- > 0) {
-      const idx = qIdx(this.host.cmdqCons, shift);
-      this.host.cmdqCons = queueIncCons(this.host.cmdqCons, shift);
-      const at = base + idx * CMD_BYTES;
-      const words = [this.memory.peek64(at), this.memory.peek64(at + 8)];
-      const out = yield* this.filterCommand(words);
-      if (out === undefined) continue;
-      cmdq.addRaw(out);
+    // Hardened (refuseBadRegisterAccess): a PROD that claims more entries than the host's queue
+    // holds (a PROD "behind" CONS wraps the u32 arithmetic) is ignored, and a batch larger than
+    // the hypervisor's queue is copied in pieces that fit; the posted code waits for that much
+    // space, times out, and WARNs.
+    const hardened = this.options.refuseBadRegisterAccess === true;
+    if (hardened && space > 2 ** shift) {
+      this.refusals.push(`CMDQ_PROD 0x${this.host.cmdqProd.toString(16)} is more than a queue ahead of CONS: ignored`);
+      this.host.cmdqProd = this.host.cmdqCons;
+      return 0;
     }
-    yield* cmdq.publish();
-    return yield* cmdq.waitEmpty();
+    const base = queueBaseAddr(this.host.cmdqBase);
+    const piece = hardened ? 2 ** cmdq.log2size : space;
+    // At least once: the posted code writes PROD and waits for an empty queue even for no entry.
+    do {
+      let n = Math.min(space, piece);
+      space -= n;
+      const r = yield* cmdq.waitSpace(n);
+      if (r !== 0) return r;
+      while (n-- > 0) {
+        const idx = qIdx(this.host.cmdqCons, shift);
+        this.host.cmdqCons = queueIncCons(this.host.cmdqCons, shift);
+        const at = base + idx * CMD_BYTES;
+        const words = [this.memory.peek64(at), this.memory.peek64(at + 8)];
+        const out = yield* this.filterCommand(words);
+        if (out === undefined) continue;
+        cmdq.addRaw(out);
+      }
+      yield* cmdq.publish();
+      const r2 = yield* cmdq.waitEmpty();
+      if (r2 !== 0) return r2;
+    } while (space > 0);
+    return 0;
   }
 
   /**
