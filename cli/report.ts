@@ -32,7 +32,8 @@ const USAGE = `usage: npm run report -- [options]
   --no-bugs          no bug campaigns (bug results found under --merge are still shown)
   --machine NAME     ${machineNames().join(' | ')} (default ${DEFAULTS.machine});
                      on a machine with an SMMU the steps that reach the known findings are left
-                     out of the campaigns, and the findings are reproduced apart
+                     out of the campaigns, and the findings are reproduced apart (the isolation
+                     ones and the host-can-panic-the-hypervisor ones in tables of their own)
   --max-ops N        operations per generated sequence at most (default ${DEFAULTS.maxOps})
   --coverage FILE    vitest json-summary (default coverage/coverage-summary.json, from npm run coverage)
   --bench FILE       output of npm run bench -- --json (default reports/out/bench.json)

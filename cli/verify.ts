@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CampaignProgress, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
+import { type CampaignProgress, type CampaignSpec, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
 import { type CampaignResult, resultText } from '../conformance/campaign-result.js';
 import { type CorpusEntry, CORPUS_FORMAT, encodeCorpusEntry } from '../conformance/corpus-format.js';
 import { CORPUS_DIR, listCorpusFiles } from '../conformance/corpus.js';
@@ -18,7 +18,7 @@ import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { runOperations } from '../properties/runner.js';
-import { KNOWN_FINDINGS, notAKnownFinding } from '../properties/known-findings.js';
+import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -38,8 +38,10 @@ const USAGE = `usage: npm run verify -- [options]
   --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
   --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
                        the yield points of its steps, to find races inside hypercalls
-  --skip-known-findings  leave out the generated steps that reach a known finding
-                       (${KNOWN_FINDINGS.map((f) => f.name).join(', ')}), to hunt for new ones
+  --skip-known-findings  leave out the generated steps that reach a known finding, and end a
+                       run silently at a known finding's WARN site (counted as a known panic),
+                       to hunt for new ones; the known findings:
+${KNOWN_FINDINGS.map((f) => `                         ${f.name} (${f.check === 'no_host_triggered_panic' ? 'host can panic the hypervisor' : f.check})`).join('\n')}
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
@@ -141,6 +143,23 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   };
 }
 
+/** The campaign's spec (also used to replay a counterexample with the same run options). */
+function campaignSpec(s: Settings, machine: NonNullable<ReturnType<typeof namedMachine>>): CampaignSpec {
+  return {
+    design: s.design,
+    machineName: s.machineName,
+    machine,
+    maxOps: s.maxOps,
+    baseSeed: s.seed,
+    shard: s.shard,
+    ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }),
+    ...(s.bug === undefined ? {} : { bug: s.bug }),
+    ...(s.interleave ? { interleave: true } : {}),
+    // A run that reaches a known panic site ends there silently (counted as a known panic).
+    ...(s.skipKnownFindings ? { knownPanicSites: knownPanicSites() } : {}),
+  };
+}
+
 /** The command line that repeats this campaign exactly (seed made explicit). */
 export function campaignCommand(s: Settings): string {
   const parts = ['npm run verify --', `--seed ${s.seed}`, `--machine ${s.machineName}`, `--design ${s.design}`, `--max-ops ${s.maxOps}`];
@@ -161,7 +180,8 @@ function progressText(p: CampaignProgress, s: Settings): string {
   const secs = p.elapsedMs / 1000;
   const budget = s.runs !== undefined ? `${p.runs}/${Math.ceil((s.runs - (s.shard.index - 1)) / s.shard.count)} runs` : `${secs.toFixed(0)}/${s.timeSeconds} s`;
   const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
-  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}  [${budget}]`;
+  const known = s.skipKnownFindings ? `  known panics ${p.knownPanics}` : '';
+  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}  [${budget}]`;
 }
 
 /** Writes a counterexample as a corpus file, unless the corpus has it already; returns its path. */
@@ -175,7 +195,7 @@ function writeCounterexample(c: FoundCounterexample, s: Settings, now: Date, cor
     say(`counterexample for ${c.check} (${c.operations.length} operations) is already in the corpus: ${display(existing)}`);
     return display(existing);
   }
-  const replayed = runOperations(machine, c.operations, campaignRunOptions({ design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.bug === undefined ? {} : { bug: s.bug }) }, c.schedule === undefined ? {} : { schedule: c.schedule }));
+  const replayed = runOperations(machine, c.operations, campaignRunOptions(campaignSpec(s, machine), c.schedule === undefined ? {} : { schedule: c.schedule }));
   const message = replayed.steps.flatMap((st) => st.violations).find((v) => v.check === c.check)?.message ?? c.check;
   const description = (bug !== undefined ? `${bug.description}; caught by ${c.check}` : `${c.check}: ${message}`).replace(/\s+/g, ' ').slice(0, 300);
   const entry: CorpusEntry = {
@@ -256,7 +276,9 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   const tty = io.out.isTTY === true;
   let lastLine = 0;
   let progressShown = false;
+  let knownPanics = 0;
   const onProgress = (p: CampaignProgress) => {
+    knownPanics = p.knownPanics;
     if (tty) {
       io.out.write(`\r\x1b[2K${progressText(p, s)}`);
       progressShown = true;
@@ -272,7 +294,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   let result: CampaignResult;
   try {
     result = await runCampaign(
-      { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }), ...(s.interleave ? { interleave: true } : {}) },
+      campaignSpec(s, machine),
       {
         onProgress,
         ...(s.skipKnownFindings ? { keep: notAKnownFinding } : {}),
@@ -288,8 +310,9 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
     if (io.handleSigint === true) process.off('SIGINT', onSigint);
   }
   endProgress();
-  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
+  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
   for (const line of verdictLines(result, s)) say(line);
+  if (s.skipKnownFindings) say(`known panics: ${knownPanics} of ${result.runs} runs ended at a known finding's WARN site (counted in the result's panics: ${result.panics})`);
   const resultPath = join(s.resultsDir, resultFileName(result));
   try {
     mkdirSync(s.resultsDir, { recursive: true });
