@@ -329,7 +329,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
 
   /** The hypervisor's own structures in (donated) memory: [pa, bytes] (for the checks). */
   ownStructures(): readonly (readonly [number, number])[] {
-    return this.donatedAtInit.map((d) => [d.pfn * PAGE, d.nrPages * PAGE] as const);
+    const array = this.features === undefined ? [] : [[this.kernelPages.smmuArray, PAGE] as const];
+    return [...array, ...this.donatedAtInit.map((d) => [d.pfn * PAGE, d.nrPages * PAGE] as const)];
   }
 
   // --- stage-2 TLB maintenance for the shadow idmap (posted v6-era `smmu_tlb_inv_range`) ---
