@@ -217,6 +217,7 @@ export const VERDICT_TRIGGERS: Readonly<Record<string, Partial<Record<CheckName,
   'v6-posted': {
     dma_isolation: { ops: [...knownTrigger('v4-hook-placement-misses-guest-donation'), { kind: 'dma', sid: 1, addr: 0x4000_5000, access: 'read' }], schedule: [] },
     no_host_triggered_panic: { ops: knownTrigger('host-register-access-panics'), schedule: [] },
+    smmu_config_coherent: { ops: knownTrigger('posted-ste-writer-not-hitless'), schedule: [] },
   },
   // The DMA caches the 2 MiB block; the donation splits it without break-before-make, and while
   // its TLBI is still queued a speculative walk caches the level-3 entry of P+2 from the new

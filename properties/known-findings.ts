@@ -127,6 +127,19 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
     trigger: [{ kind: 'host_write_cmd', smmu: 0, words: [0x2a, 0, 0, 0] }],
   },
   {
+    name: 'posted-ste-writer-not-hitless',
+    description:
+      'the posted STE writer writes all eight qwords of a live STE in order with no sync between them when both the old and the new STE are valid ("as all the S2 config is always the same"), but the host controls dwords 0, 1 and 4-7: a host update of a valid STE to another valid one passes through torn configurations the SMMU may fetch (series-as-posted.md §2.7, probe G) — a correctness and availability matter, stage 2 being constant',
+    check: 'smmu_config_coherent',
+    appliesTo: 'posted v6-era smmu_reshadow_ste',
+    removedBy: 'linuxHitlessWriter',
+    reachedBy: (o) => o.kind === 'host_write_ste' && (o.words[0] & 1) === 1,
+    reachedByText: '`host_write_ste` of a valid STE',
+    corpusFile: 'findings/posted-ste-writer-not-hitless.json',
+    // Found by `verify --machine small-smmu-no-ats --interleave --skip-known-findings --seed 1`.
+    trigger: [{ kind: 'host_write_ste', smmu: 0, sid: 1, words: [2433761621, 0, 436207616, 0] }],
+  },
+  {
     name: 'host-register-access-panics',
     description:
       'the posted register emulation WARNs on a host access it does not allow — a 32-bit access to a 64-bit register (or any other width), a write to an ID or read-only register, an offset not in its table (AIDR, IDR2/4, STATUSR), a base register written while enabled, CR1 other than Linux\'s, EVTQEN or PRIQEN cleared, SMMUEN without CMDQEN, a queue or stream table that cannot be shared — so each panics the hypervisor',

@@ -81,7 +81,7 @@ export const HARDENING_KNOBS: readonly { readonly knob: keyof DriverOptions; rea
   { knob: 'rejectUnsupportedCommands', value: true, fix: 'host commands the SMMU would reject (reserved encodings, feature-dependent ones) are dropped, not forwarded', removes: ['host-command-stops-hyp-queue'] },
   { knob: 'dropFilteredCommands', value: true, fix: 'a filtered host command is skipped without WARN_ON(skip)', removes: ['filtered-host-command-panics'] },
   { knob: 'refuseBadRegisterAccess', value: true, fix: 'trapped accesses the posted code WARNs on are ignored or refused (bits kept)', removes: ['host-register-access-panics', 'cmdq-disabled-while-smmu-enabled-panics'] },
-  { knob: 'linuxHitlessWriter', value: true, fix: 'live STEs moved with Linux\'s arm_smmu_write_entry (used / update-safe bits)', removes: [] },
+  { knob: 'linuxHitlessWriter', value: true, fix: 'live STEs moved with Linux\'s arm_smmu_write_entry (used / update-safe bits)', removes: ['posted-ste-writer-not-hitless'] },
   { knob: 'writeBackSyncConversion', value: true, fix: 'the CMD_SYNC CS=SIG_IRQ → SEV conversion written into the forwarded command (v4 mail)', removes: [] },
   { knob: 'rejectIrqCfg', value: true, fix: 'only 0 accepted in *_IRQ_CFG0 (the SMMU would write MSIs there untranslated)', removes: [] },
 ];
@@ -100,7 +100,7 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
       { check: 'no_host_triggered_panic', verdict: 'breaks', when: ALWAYS, why: 'a host register access of the wrong width, a filtered or rejected host command, a read-only register write: each is a WARN_ON at EL2' },
       { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
       { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it' },
-      { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the posted writer ends every update with CFGI_STE + CMD_SYNC' },
+      { check: 'smmu_config_coherent', verdict: 'breaks', when: ALWAYS, why: 'the posted writer moves a valid host STE to another valid one in eight stores with no sync between them: the SMMU may fetch a torn configuration' },
       { check: 'dma_isolation', verdict: 'breaks', when: ALWAYS, why: 'the v4 hook placement (host_stage2_set_owner_locked only) never unmaps a page donated to a protected guest' },
     ],
   },
