@@ -101,6 +101,12 @@ describe('the crash and hang cases of issue 16 (fixtures)', () => {
       haveFifo = false; // no mkfifo here: the character device still covers "not a regular file"
     }
     if (haveFifo) expect(refused(fifo)).toMatch(/: expected a regular file, got a FIFO$/);
+    if (haveFifo) {
+      // Nor is a FIFO written to: --html would block until someone read it.
+      err = [];
+      expect(replay([join(FIXTURES, 'kind-proto.json'), '--html', fifo])).toBe(2);
+      expect(err[0]).toMatch(/^--html: .*fifo\.json exists and is not a regular file/);
+    }
     expect(refused('/dev/zero')).toMatch(/^\/dev\/zero: expected a regular file, got a character device$/);
     expect(refused(dir)).toMatch(/: expected a regular file, got a directory$/);
   });
@@ -119,6 +125,25 @@ describe('the crash and hang cases of issue 16 (fixtures)', () => {
     const long = join(dir, 'long.json');
     writeFileSync(long, JSON.stringify({ operations: [{ kind: 'host_share_guest', pfn: 1, gfn: 0, nrPages: 1, vm: 1, prot: 'r'.repeat(MAX_JSON_STRING + 1) }] }));
     expect(refused(long)).toMatch(/: operations\.0\.prot: a string of 100001 characters \(at most 100000\)$/);
+  });
+});
+
+describe('report: every input it reads is checked the same way', () => {
+  it('refuses /dev/zero as --bench or --coverage, and a file as --merge or --corpus, with one line and exit 2', async () => {
+    const file = join(FIXTURES, 'truncated.json');
+    const cases: [string[], RegExp][] = [
+      [['--bench', '/dev/zero'], /^\/dev\/zero: expected a regular file, got a character device$/],
+      [['--coverage', '/dev/zero'], /^\/dev\/zero: expected a regular file, got a character device$/],
+      [['--coverage', file], /truncated\.json: not valid JSON: /],
+      [['--merge', file], /^--merge: .*truncated\.json is not a directory$/],
+      [['--corpus', file], /^--corpus: .*truncated\.json is not a directory/],
+    ];
+    for (const [argv, message] of cases) {
+      const errors: string[] = [];
+      expect(await report([...argv, '--out', join(dir, 'report-out')], { log: () => undefined, error: (l) => errors.push(l) }), argv.join(' ')).toBe(2);
+      expect(errors[0], argv.join(' ')).toMatch(message);
+      expect(errors.join('\n')).not.toMatch(/\bat .*\.[jt]s:\d+/);
+    }
   });
 });
 

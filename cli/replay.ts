@@ -7,7 +7,7 @@
  * "config"?: machine }`) or a corpus file (conformance/corpus-format.ts; its design and test-only
  * bug are applied). Exit 0 clean, 1 mismatch or violation, 2 usage error or a bad file.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdictOf } from '../conformance/corpus-format.js';
 import { entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
@@ -92,6 +92,12 @@ export function main(argv: string[], options: RunOptions = {}): number {
     return 2;
   }
   const file = args.positional[0] as string;
+  const htmlOut = args.values.get('html');
+  // Writing to a FIFO would block until someone reads it, to a device would never be a timeline.
+  if (htmlOut !== undefined && existsSync(htmlOut) && !statSync(htmlOut).isFile()) {
+    console.error(`--html: ${htmlOut} exists and is not a regular file\n${USAGE}`);
+    return 2;
+  }
   const loaded = loadReplayFile(file);
   if (!loaded.ok) {
     console.error(oneLine(loaded.errors));
@@ -147,4 +153,12 @@ export function main(argv: string[], options: RunOptions = {}): number {
   return violations.length === 0 ? 0 : 1;
 }
 
-if (process.argv[1] !== undefined && /replay\.[jt]s$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] !== undefined && /replay\.[jt]s$/.test(process.argv[1])) {
+  // As verify and report do: whatever escapes is one line and exit 2, never exit 1 ("violation").
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`replay failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 2;
+  }
+}

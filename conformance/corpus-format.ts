@@ -11,7 +11,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { P, match } from 'ts-pattern';
 import { ALL_BUGS } from '../properties/bugs/index.js';
-import { decodeMachine, decodeOperations, decodeSchedule, formatErrors } from '../properties/codecs.js';
+import { decodeMachine, decodeOperations, decodeSchedule, formatErrors, shortJson } from '../properties/codecs.js';
 import { type ScheduledHardware } from '../properties/dma.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { DEFAULT_DESIGN, designNames } from './designs.js';
@@ -146,7 +146,7 @@ export type DecodedEntry = { ok: true; value: CorpusEntry } | { ok: false; error
 export function decodeCorpusEntry(json: unknown): DecodedEntry {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, errors: ['(root): expected a corpus object {"format": 1, ...}'] };
   const format = (json as { format?: unknown }).format;
-  if (format !== CORPUS_FORMAT) return { ok: false, errors: [`format: expected ${CORPUS_FORMAT} (the corpus format version), got ${JSON.stringify(format)}`] };
+  if (format !== CORPUS_FORMAT) return { ok: false, errors: [`format: expected ${CORPUS_FORMAT} (the corpus format version), got ${shortJson(format)}`] };
   const provenance = Object.hasOwn(json, 'provenance') ? (json as { provenance?: unknown }).provenance : undefined;
   const extra = [...unknownKeys(json, TOP_KEYS, ''), ...unknownKeys(provenance, PROVENANCE_KEYS, 'provenance')];
   if (extra.length > 0) return { ok: false, errors: extra };
