@@ -62,9 +62,20 @@ function closed<C extends t.Any>(inner: C, keys: readonly string[]): ClosedType<
   return new ClosedType(inner, keys);
 }
 
-/** t.strict(required) & t.partial(optional), closed to other fields. */
-function record<R extends t.Props, O extends t.Props>(required: R, optional: O) {
-  return closed(t.intersection([t.strict(required), t.partial(optional)]), [...Object.keys(required), ...Object.keys(optional)]);
+/** The field names of a t.strict or t.partial codec. */
+function propsOf(codec: t.Any): string[] {
+  const c = codec as unknown as { props?: t.Props; type?: { props?: t.Props } };
+  return Object.keys(c.props ?? c.type?.props ?? {});
+}
+
+/** t.intersection([t.strict(required), t.partial(optional)]), closed to other fields. */
+function closedIntersection<A extends t.Mixed, B extends t.Mixed>(members: [A, B]) {
+  return closed(t.intersection(members), members.flatMap(propsOf));
+}
+
+/** t.partial(props), closed to other fields. */
+function closedPartial<P extends t.Props>(props: P) {
+  return closed(t.partial(props), Object.keys(props));
 }
 
 const op = <K extends string, P extends t.Props>(kind: K, props: P) => closed(t.strict({ kind: t.literal(kind), ...props }), ['kind', ...Object.keys(props)]);
@@ -151,51 +162,51 @@ const FEATURE_CODECS: t.Props = Object.fromEntries(
     key === 'granules'
       ? t.array(t.union([t.literal('4K'), t.literal('16K'), t.literal('64K')]))
       : key === 'iidr'
-        ? closed(t.strict({ productId: int('productId', 0, 0xfff), variant: int('variant', 0, 15), revision: int('revision', 0, 15), implementer: int('implementer', 0, 0xfff) }), ['productId', 'variant', 'revision', 'implementer'])
+        ? closedIntersection([t.strict({ productId: int('productId', 0, 0xfff), variant: int('variant', 0, 15), revision: int('revision', 0, 15), implementer: int('implementer', 0, 0xfff) }), t.partial({})])
         : typeof value === 'boolean'
           ? t.boolean
           : int(key, 0, 1 << 20),
   ]),
 );
 
+const FeaturesCodec = closedPartial(FEATURE_CODECS);
+
 const MAX_DEVICES = 64;
 const MAX_REGIONS = 64;
 
-const SmmuConfigCodec = record(
-  {
+const SmmuConfigCodec = closedIntersection([
+  t.strict({
     base: PageAligned,
-    devices: t.array(closed(t.strict({ sid: U32Number, ats: t.boolean }), ['sid', 'ats'])),
+    devices: t.array(closedIntersection([t.strict({ sid: U32Number, ats: t.boolean }), t.partial({})])),
     hostPages: t.tuple([PageAligned, PageAligned]),
-  },
-  {
-    features: record({}, FEATURE_CODECS),
+  }),
+  t.partial({
+    // Hardware features: their JSON types here, their architectural ranges in featureErrors.
+    features: FeaturesCodec,
     mode: t.union([t.literal('strict'), t.literal('permissive')]),
-    driver: record(
-      {},
-      {
-        hideAts: t.boolean,
-        atcInvalidation: t.boolean,
-        invalidation: t.union([t.literal('range'), t.literal('vmid')]),
-        idmapMemoryBlocks: t.boolean,
-        dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
-        prepopulateHostStage2: t.boolean,
-        rejectUnsupportedCommands: t.boolean,
-      },
-    ),
+    driver: closedPartial({
+      hideAts: t.boolean,
+      atcInvalidation: t.boolean,
+      invalidation: t.union([t.literal('range'), t.literal('vmid')]),
+      idmapMemoryBlocks: t.boolean,
+      dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
+      prepopulateHostStage2: t.boolean,
+      rejectUnsupportedCommands: t.boolean,
+    }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
-  },
-);
+  }),
+]);
 
-export const MachineConfigCodec = record(
-  {
+export const MachineConfigCodec = closedIntersection([
+  t.strict({
     physShift: t.number,
-    memory: t.array(record({ base: PageAligned, size: PageAligned }, { nomap: t.boolean })),
+    memory: t.array(closedIntersection([t.strict({ base: PageAligned, size: PageAligned }), t.partial({ nomap: t.boolean })])),
     poolPages: t.number,
     maxVms: t.number,
     vmStructPages: t.number,
-  },
-  { hostS2PoolPages: t.number, smmu: SmmuConfigCodec },
-);
+  }),
+  t.partial({ hostS2PoolPages: t.number, smmu: SmmuConfigCodec }),
+]);
 
 /** Formats io-ts errors as "path.to.field: expected X, got Y" lines. */
 export function formatErrors(errors: t.Errors): string[] {
