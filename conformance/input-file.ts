@@ -15,12 +15,12 @@ export const MAX_JSON_STRING = 100_000;
 export type ReadText = { ok: true; text: string } | { ok: false; error: string } | { ok: 'missing' };
 
 function sizeText(n: number): string {
-  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(0)} MiB` : `${n} bytes`;
+  return n % (1024 * 1024) === 0 && n > 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;
 }
 
 /**
  * The text of a regular file of at most `maxBytes`. Opened without blocking (a FIFO opens at once
- * and is then refused), checked with fstat on the open descriptor, read to at most maxBytes + 1.
+ * and is then refused), checked with fstat on the open descriptor, read in chunks to the end.
  */
 export function readInputText(path: string, maxBytes: number = MAX_INPUT_BYTES): ReadText {
   let fd: number;
@@ -38,17 +38,19 @@ export function readInputText(path: string, maxBytes: number = MAX_INPUT_BYTES):
       return { ok: false, error: `${path}: expected a regular file, got ${what}` };
     }
     if (st.size > maxBytes) return { ok: false, error: `${path}: file too large (${sizeText(st.size)}; the limit is ${sizeText(maxBytes)})` };
-    // The file may grow while it is read: never read more than the limit and one byte.
-    const buffer = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    // Read to the end, whatever fstat said (the file may grow while it is read, and files such
+    // as those of /proc report a size of 0), but never more than the limit and one chunk.
+    const chunks: Buffer[] = [];
     let length = 0;
     for (;;) {
-      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      const chunk = Buffer.alloc(64 * 1024);
+      const n = readSync(fd, chunk, 0, chunk.length, null);
       if (n === 0) break;
+      chunks.push(n === chunk.length ? chunk : chunk.subarray(0, n));
       length += n;
       if (length > maxBytes) return { ok: false, error: `${path}: file too large (more than ${sizeText(maxBytes)})` };
-      if (length === buffer.length) break;
     }
-    return { ok: true, text: buffer.subarray(0, length).toString('utf8') };
+    return { ok: true, text: Buffer.concat(chunks, length).toString('utf8') };
   } catch (e) {
     return { ok: false, error: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   } finally {
