@@ -168,7 +168,7 @@ function progressText(p: CampaignProgress, s: Settings): string {
   const secs = p.elapsedMs / 1000;
   const budget = s.runs !== undefined ? `${p.runs}/${Math.ceil((s.runs - (s.shard.index - 1)) / s.shard.count)} runs` : `${secs.toFixed(0)}/${s.timeSeconds} s`;
   const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
-  // Resident memory, so that a long campaign shows its health (README "Input limits and long runs").
+  // Resident memory, so that a long campaign shows its health (README "Campaigns").
   return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}  [${budget}]  rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`;
 }
 
