@@ -43,16 +43,22 @@ const USAGE = `usage: npm run report -- [options]
 
 exit code: 0 everything as expected, 1 a property, bug or known-finding verdict is not, 2 usage error or bad input`;
 
-function listJson(dir: string): string[] {
+/** More directory entries than a results tree ever has: --merge was given a wrong directory (`/`). */
+const MAX_MERGE_ENTRIES = 100_000;
+
+function listJson(dir: string): string[] | { error: string } {
   const out: string[] = [];
-  const walk = (d: string) => {
+  let entries = 0;
+  const walk = (d: string): boolean => {
     for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.isFile() && e.name.endsWith('.json')) out.push(join(d, e.name));
+      if (++entries > MAX_MERGE_ENTRIES) return false;
+      if (e.isDirectory()) {
+        if (!walk(join(d, e.name))) return false;
+      } else if (e.isFile() && e.name.endsWith('.json')) out.push(join(d, e.name));
     }
+    return true;
   };
-  walk(dir);
-  return out;
+  return walk(dir) ? out : { error: `more than ${MAX_MERGE_ENTRIES} files and directories under ${dir}: not a directory of campaign results` };
 }
 
 /** Why `dir` is not a directory one can list, or undefined. */
@@ -76,7 +82,9 @@ export function readShardResults(dir: string): { ok: true; results: CampaignResu
   const seen = new Map<string, string>();
   let files: string[];
   try {
-    files = listJson(dir);
+    const listed = listJson(dir);
+    if (!Array.isArray(listed)) return { ok: false, errors: [`--merge: ${listed.error}`] };
+    files = listed;
   } catch (e) {
     return { ok: false, errors: [`--merge: cannot list ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`] };
   }
