@@ -164,7 +164,8 @@ describe('verify CLI', () => {
     expect(runs).toEqual([3, 2]);
   });
 
-  it('stops cleanly on Ctrl-C and keeps what it found', async () => {
+  // SIGTERM (a CI timeout, `kill`) behaves as Ctrl-C does.
+  it.each(['SIGINT', 'SIGTERM'] as const)('stops cleanly on %s and keeps what it found', async (signal) => {
     const d = dirs();
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'verify.ts'), '--time', '60', '--machine', 'small', '--seed', '4', ...d.args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -180,12 +181,14 @@ describe('verify CLI', () => {
       }, 50);
     });
     const started = Date.now();
-    child.kill('SIGINT');
+    child.kill(signal);
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(code, err).toBe(0);
     expect(err).toMatch(/interrupted: finishing the current run/);
     expect(out).toMatch(/stopped by interrupt/);
+    // The last progress line, with the resident memory (a long run's health).
+    expect(out).toMatch(/runs \d+ {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}\[\d+\/60 s\] {2}rss \d+ MiB/);
     const result = JSON.parse(readFileSync(join(d.results, 'v6-posted-small-seed4-shard1of1.json'), 'utf8')) as { stoppedBy: string; runs: number };
     expect(result.stoppedBy).toBe('interrupt');
     expect(result.runs).toBeGreaterThan(0);

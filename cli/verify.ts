@@ -5,18 +5,19 @@
  * counterexample is shrunk and written to conformance/corpus/new/ as a corpus file. Exit 0 clean,
  * 1 violation, 2 usage error.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CampaignProgress, type CampaignSpec, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
 import { type CampaignResult, resultText } from '../conformance/campaign-result.js';
-import { type CorpusEntry, CORPUS_FORMAT, encodeCorpusEntry } from '../conformance/corpus-format.js';
+import { type CorpusEntry, CORPUS_FORMAT, bugMachineError, encodeCorpusEntry } from '../conformance/corpus-format.js';
 import { CORPUS_DIR, listCorpusFiles } from '../conformance/corpus.js';
 import { DEFAULT_DESIGN, designNames, findDesign } from '../conformance/designs.js';
 import { machineNames, namedMachine } from '../conformance/machines.js';
 import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
+import { type MachineConfig } from '../properties/machine.js';
 import { runOperations } from '../properties/runner.js';
 import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs } from './args.js';
@@ -57,7 +58,7 @@ export interface Output {
 export interface VerifyIo {
   readonly out: Output;
   readonly err: Output;
-  /** Install a SIGINT handler (the CLI does; tests drive `shouldStop` instead). */
+  /** Install SIGINT and SIGTERM handlers (the CLI does; tests drive `shouldStop` instead). */
   readonly handleSigint?: boolean;
   readonly shouldStop?: () => boolean;
   /** Wall clock for the default seed and the provenance date. */
@@ -98,6 +99,12 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   if (namedMachine(machineName) === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
   const bug = v.get('bug');
   if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${ALL_BUGS.map((b) => b.name).join(', ')})` };
+  const bugError = bug === undefined ? undefined : bugMachineError(bug, namedMachine(machineName) as MachineConfig);
+  if (bugError !== undefined) return { ok: false, error: `--bug: ${bugError}: use --machine with an SMMU` };
+  for (const dirOption of ['corpus-dir', 'results-dir']) {
+    const dir = v.get(dirOption);
+    if (dir !== undefined && existsSync(dir) && !statSync(dir).isDirectory()) return { ok: false, error: `--${dirOption}: ${dir} is not a directory` };
+  }
   const runs = intOption(v, 'runs', 1, 1e9);
   if (!runs.ok) return runs;
   const maxOps = intOption(v, 'max-ops', 1, 1000);
@@ -181,7 +188,8 @@ function progressText(p: CampaignProgress, s: Settings): string {
   const budget = s.runs !== undefined ? `${p.runs}/${Math.ceil((s.runs - (s.shard.index - 1)) / s.shard.count)} runs` : `${secs.toFixed(0)}/${s.timeSeconds} s`;
   const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
   const known = s.skipKnownFindings ? `  known panics ${p.knownPanics}` : '';
-  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}  [${budget}]`;
+  // Resident memory, so that a long campaign shows its health (README "Campaigns").
+  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}  [${budget}]  rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`;
 }
 
 /** Writes a counterexample as a corpus file, unless the corpus has it already; returns its path. */
@@ -265,13 +273,14 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
 
   let stop = false;
   let interrupts = 0;
-  const onSigint = () => {
+  // SIGTERM (a CI timeout, kill) is Ctrl-C: finish the run, write what was found; a second one quits.
+  const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
-    if (interrupts > 1) process.exit(130);
+    if (interrupts > 1) process.exit(signal === 'SIGTERM' ? 143 : 130);
     stop = true;
-    io.err.write('\ninterrupted: finishing the current run and writing what was found (Ctrl-C again to quit at once)\n');
+    io.err.write(`\ninterrupted: finishing the current run and writing what was found (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to quit at once)\n`);
   };
-  if (io.handleSigint === true) process.on('SIGINT', onSigint);
+  if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, onSignal);
 
   const tty = io.out.isTTY === true;
   let lastLine = 0;
@@ -307,7 +316,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
       },
     );
   } finally {
-    if (io.handleSigint === true) process.off('SIGINT', onSigint);
+    if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
   }
   endProgress();
   if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));

@@ -88,14 +88,15 @@ describe('the bug zoo', () => {
       const machine = namedMachine(bug.machine ?? 'small');
       if (machine === undefined) throw new Error('machine');
       const checks = new Set<CheckName>([bug.caughtBy]);
-      // A bug written against a design variant (atc-inv-before-tlbi-sync, the shared-cpu-s2 ones)
-      // runs its trigger with that variant's knobs.
-      const driver = bug.design === undefined ? undefined : findDesign(bug.design)?.data.knobs;
+      // Bugs are injected into v6-hardened (as in the zoo), or into the variant they are written
+      // against (atc-inv-before-tlbi-sync, the shared-cpu-s2 ones): the trigger runs with its knobs.
+      const design = findDesign(bug.design ?? 'v6-hardened');
+      if (design === undefined) throw new Error(`design ${bug.design}`);
       const schedule = bug.triggerSchedule;
-      const base = { checks, ...(driver === undefined ? {} : { driver }), ...(schedule === undefined ? {} : { schedule }) };
+      const base = design.runOptions({ checks, ...(schedule === undefined ? {} : { schedule }) });
       const buggy = runOperations(machine, bug.trigger, { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) });
-      expect(buggy.failure?.violations.map((v) => v.check)).toContain(bug.caughtBy);
-      expect(runOperations(machine, bug.trigger, base).failure).toBeUndefined();
+      expect(buggy.failure?.violations.map((v) => v.check), bug.name).toContain(bug.caughtBy);
+      expect(runOperations(machine, bug.trigger, base).failure, bug.name).toBeUndefined();
     });
   }
 

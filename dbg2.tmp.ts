@@ -1,0 +1,11 @@
+import { DMA_BUGS } from './properties/bugs/dma-bugs.js';
+import { findDesign } from './conformance/designs.js';
+import { namedMachine } from './conformance/machines.js';
+import { runOperations, ALL_CHECKS } from './properties/runner.js';
+const bug = DMA_BUGS.find((b) => b.name === process.argv[2])!;
+const machine = namedMachine(bug.machine ?? 'small')!;
+const design = findDesign(bug.design ?? 'v6-hardened')!;
+const base = design.runOptions({ checks: new Set([bug.caughtBy, "no_host_triggered_panic", ...(process.argv[3] ? ["refinement_ret","host_cpu_isolation"] : [])]) as any, ...(bug.triggerSchedule ? { schedule: bug.triggerSchedule } : {}) });
+const b = runOperations(machine, bug.trigger, { ...base, inject: bug.inject, ...(bug.afterBoot ? { afterBoot: bug.afterBoot } : {}) });
+console.log(JSON.stringify(b.failure, null, 1)?.slice(0, 3000));
+console.log(JSON.stringify(b.steps?.map((s: any) => [s.op?.kind, s.systemRet ?? s.ret])));
