@@ -137,7 +137,8 @@ function measureDonations(tally: DonationTally): (sys: System) => void {
       const tlb0 = parts?.smmu.cachedTranslations() ?? [];
       const walk0 = parts?.smmu.walkCacheEntries() ?? [];
       const r = yield* call;
-      if (r !== 0 || parts === undefined) return r;
+      // Boot-time donations (the IOMMU pool, the driver's queue and table) are not the workload's.
+      if (r !== 0 || parts === undefined || parts.dmaStage2 === undefined) return r;
       const lo = first * 4096;
       const hi = (first + pages) * 4096;
       const tlb1 = new Set(parts.smmu.cachedTranslations().map((e) => e.seq));
