@@ -119,7 +119,9 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
     .with({ kind: 'host_attach_identity' }, (o) => {
       const d = device(o.sid);
       sys.hyp.run(parts.hostDriver.attachIdentity(o.sid, d?.ats ?? false), step);
-      if (d !== undefined) identity.add(o.sid);
+      // Identity DMA is owed only while the host keeps its (emulated) SMMU enabled: a host that
+      // turned it off made its own devices abort (GBPA), which is not an availability failure.
+      if (d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(o.sid);
       return { ret: 0, detail: 'attached' };
     })
     .with({ kind: 'host_mmio_write' }, (o) => {
