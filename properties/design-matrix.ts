@@ -245,6 +245,23 @@ function triggerOutcome(variant: DesignVariant, machine: MachineConfig, check: C
   return { foundBy: 'trigger', violatedRuns: 0, firstRun: undefined, counterexample: trigger.ops.slice(0, r.failure.index + 1), message: r.failure.violations[0]?.message };
 }
 
+/**
+ * A witness that `variant` breaks `check` on `machine`, for a campaign whose small budget missed a
+ * declared break (the report's fallback): the VERDICT_TRIGGERS entry, else the first run of the
+ * fixed workload of `npm run verdicts` that breaks the check (only that check enabled). The same
+ * evidence the verdict table in README rests on; undefined when neither breaks it.
+ */
+export function declaredBreakWitness(variant: DesignVariant, machine: MachineConfig, check: CheckName, ops: readonly WorkloadRun[]): CheckOutcome | undefined {
+  const byTrigger = triggerOutcome(variant, machine, check);
+  if (byTrigger !== undefined) return byTrigger;
+  for (const [index, run] of ops.entries()) {
+    const r = runOperations(machine, run.ops, { driver: variant.knobs, checks: new Set([check]), schedule: run.schedule });
+    const v = r.failure?.violations.find((x) => x.check === check);
+    if (r.failure !== undefined && v !== undefined) return { foundBy: 'workload', violatedRuns: 1, firstRun: index, counterexample: run.ops.slice(0, r.failure.index + 1), message: v.message };
+  }
+  return undefined;
+}
+
 /** One variant on one machine: declared vs observed per check. */
 export function verdictRow(variant: DesignVariant, hardware: { name: string; machine: MachineConfig }, ops: readonly WorkloadRun[], exploration: Exploration = explore(variant, hardware.machine, ops)): MatrixRow {
   const hw = verdictHardware(hardware.machine);

@@ -46,6 +46,9 @@ function propertiesSection(data: ReportData): string[] {
       const expectedBreak = v.expectedToBreak.includes(check);
       const leftOut = v.leftOut[check];
       if ((c === undefined || c.first === null) && expectedBreak && leftOut !== undefined) return `➖ its known findings left out (${leftOut.map((f) => `\`${f}\``).join(', ')}): reproduced apart`;
+      const witness = v.witnesses[check];
+      if ((c === undefined || c.first === null) && expectedBreak && witness !== undefined)
+        return `✅ breaks as expected (missed by ${n(v.campaign.result.runs)} runs; shown by ${witness.foundBy === 'trigger' ? 'its verdict trigger' : `run ${witness.run} of the verdict workload`}, ${witness.operations.length} ops)`;
       if (c === undefined || c.first === null) return expectedBreak ? `❌ not detected (expected to break)` : `✅ holds (${n(v.campaign.result.runs)} runs)`;
       const where = `first at run ${c.first.run}, ${c.runs} run(s) in all`;
       return expectedBreak ? `✅ breaks as expected (${where})` : `❌ **violated** (${where})`;
@@ -55,6 +58,8 @@ function propertiesSection(data: ReportData): string[] {
   rows.push(['regression corpus', ...data.variants.map(() => (failing === 0 ? `✅ ${data.corpus.length}/${data.corpus.length} files` : `❌ ${failing} of ${data.corpus.length} files fail`))]);
   out.push(...table(head, rows), '');
   for (const v of data.variants) out.push(`- \`${v.design}\`: ${v.description}${v.expectedToBreak.length > 0 ? `; expected to break ${v.expectedToBreak.join(', ')}` : ''}.`);
+  if (data.variants.some((v) => Object.keys(v.witnesses).length > 0))
+    out.push('', 'A declared break the campaign missed (its budget is small) is shown by the evidence of the verdict table in README (`npm run verdicts`) on the same machine: the design\'s hand-written verdict trigger, else the first run of the fixed verdict workload (seed and budget of properties/design-matrix.ts DEFAULT_BUDGET) that breaks the check. A break neither shows stays ❌.');
   return out;
 }
 
