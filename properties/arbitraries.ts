@@ -10,6 +10,7 @@ import { registerAt } from '../impl/arch/smmu/registers.js';
 import { type HardwareOperation, type ScheduledHardware, isHardwareOperation } from './dma.js';
 import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
+import { forgedTranslatedArbitrary, hostAttackArbitrary } from './host-attacks.js';
 
 const PAGE = 4096;
 
@@ -214,6 +215,7 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40, opti
   if (machine.smmu !== undefined) {
     pieces.push({ weight: 3, arbitrary: hardwareArbitrary(machine).map((op): Step[] => [op]) });
     pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine, options) });
+    pieces.push({ weight: 1, arbitrary: hostAttackArbitrary(machine) });
   }
   const piece = fc.oneof(...pieces);
   const selftest = options.selftest ?? machine.smmu === undefined;
@@ -261,5 +263,7 @@ export function scheduleArbitrary(machine: MachineConfig): fc.Arbitrary<Schedule
     actions.push({ weight: 2, arbitrary: fc.record({ kind: fc.constant('ats_translate' as const), sid: fc.constantFrom(...atsSids), addr }) });
     actions.push({ weight: 2, arbitrary: fc.record({ kind: fc.constant('dma_translated' as const), sid: fc.constantFrom(...atsSids), addr, access }) });
   }
+  const forged = forgedTranslatedArbitrary(machine);
+  if (forged !== undefined) actions.push({ weight: 1, arbitrary: forged as fc.Arbitrary<ScheduledHardware> });
   return fc.array(fc.oneof(...actions), { maxLength: 12 });
 }

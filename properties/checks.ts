@@ -22,6 +22,7 @@ export type CheckName =
   | 'dma_during_hypercall'
   | 'dma_availability'
   | 'smmu_config_coherent'
+  | 'smmu_write_isolation'
   | 'no_host_triggered_panic';
 
 export interface Violation {

@@ -9,7 +9,7 @@ import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
 import { executeOnSystem } from './execute.js';
 import { SteUpdateMonitor } from './protocol/ste-update.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
@@ -81,6 +81,7 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'dma_during_hypercall',
   'dma_availability',
   'smmu_config_coherent',
+  'smmu_write_isolation',
   'no_host_triggered_panic',
 ]);
 
@@ -120,6 +121,8 @@ export function bootPair(machine: MachineConfig, inject?: (sys: System) => void,
     }
     if (r !== 0) bootViolations.push({ check: 'refinement_ret', message: `IOMMU boot failed with ${errnoName(r)}` });
     model = applyInternalCalls(system, model, bootViolations);
+    // The host driver's reset at boot makes the SMMU write too (a GERROR MSI, say): checked on the boot state.
+    bootViolations.push(...checkSmmuWrites(system, model, model));
   }
   afterBoot?.(system);
   return { model, system, bootViolations };
@@ -178,7 +181,7 @@ function interleaveSchedule(system: System, schedule: readonly ScheduledHardware
 function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
   const out: Violation[] = [];
   for (const { at, hw, outcome, identityAttached } of ran) {
-    if (checks.has('dma_during_hypercall') && (hw.kind === 'dma' || hw.kind === 'dma_translated') && outcome.reachedPfn !== undefined) {
+    if (checks.has('dma_during_hypercall') && (hw.kind === 'dma' || hw.kind === 'dma_translated' || hw.kind === 'dma_forged_translated') && outcome.reachedPfn !== undefined) {
       const pfn = outcome.reachedPfn;
       if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(post, pfn, hw.access)) {
         out.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
@@ -192,6 +195,16 @@ function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, po
     }
   }
   return out;
+}
+
+/** The SMMU's writes of a step, checked against the model before and after it (drained even when not checked). */
+function smmuWriteViolations(system: System, pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
+  if (system.iommu === undefined) return [];
+  if (!checks.has('smmu_write_isolation')) {
+    system.iommu.smmu.writes.drain();
+    return [];
+  }
+  return checkSmmuWrites(system, pre, post);
 }
 
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
@@ -230,10 +243,11 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       }
       model = applyInternalCalls(system, model, violations);
       if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
-      if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
+      if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated' || step.kind === 'dma_forged_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
+      violations.push(...smmuWriteViolations(system, pre, model, checks));
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
@@ -284,6 +298,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     }
+    violations.push(...smmuWriteViolations(system, pre, model, checks));
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);
     if (violations.length > 0 && failure === undefined) {
