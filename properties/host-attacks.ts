@@ -118,12 +118,3 @@ export function hostAttackArbitrary(machine: MachineConfig): fc.Arbitrary<Hardwa
   }
   return fc.oneof(...chains);
 }
-
-/** Forged Translated DMA for the schedules (a malicious endpoint acting inside a hypercall). */
-export function forgedTranslatedArbitrary(machine: MachineConfig): fc.Arbitrary<HardwareOperation> | undefined {
-  const smmu = machine.smmu;
-  const atsSids = smmu === undefined || smmu.features?.ats === false ? [] : smmu.devices.filter((d) => d.ats).map((d) => d.sid);
-  if (atsSids.length === 0) return undefined;
-  const pa = fc.constantFrom(...machine.memory.filter((r) => r.nomap !== true).flatMap((r) => [0, 1, 2, 3].map((i) => r.base + i * PAGE)));
-  return fc.record({ kind: fc.constant('dma_forged_translated' as const), sid: fc.constantFrom(...atsSids), pa, access: fc.constantFrom('read' as const, 'write' as const) });
-}

@@ -32,6 +32,15 @@ export interface KnownFinding {
   readonly corpusFile: string;
   /** A sequence that reaches it, for when a search budget misses it (the corpus file's). */
   readonly trigger: readonly Step[];
+  /** The named machine its trigger is written for (default small-smmu-no-ats). */
+  readonly machine?: string;
+  /** What the hardware needs for the finding to exist at all (an ATS-capable device, IDR0.MSI). */
+  readonly needs?: { readonly ats?: boolean; readonly msi?: boolean };
+  /**
+   * The design a search for it runs on, when a design variant (not a knob) removes it: one that
+   * holds the check but for this finding (the report's reproduction).
+   */
+  readonly reproduceOn?: string;
 }
 
 const CR0 = 0x20;
@@ -177,6 +186,7 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
     description:
       'the posted register emulation passes EVTQ/GERROR/PRIQ_IRQ_CFG0/1/2 straight to the hardware ("IRQ_CFG* pass-through"): on an SMMU with IDR0.MSI the host aims an MSI at any physical address with any 32-bit data, gives the page away (here to a protected guest), and makes the SMMU signal with a faulting DMA: the SMMU writes the host\'s data into the guest\'s page, untranslated (series-as-posted.md §5.1; hiding MSI in IDR0 does not stop the hardware)',
     check: 'smmu_write_isolation',
+    needs: { msi: true },
     appliesTo: 'posted v6-era smmu_dabt_device (IRQ_CFG* allowed)',
     removedBy: 'rejectIrqCfg',
     reachedBy: (o) => o.kind === 'host_mmio_write' && IRQ_CFG0.has(o.offset) && (o.value !== 0 || (o.valueHi ?? 0) !== 0),
@@ -194,6 +204,7 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
     description:
       'the posted filter converts a host CMD_SYNC with CS = SIG_IRQ to SEV on local copies that are never written back, so the host\'s MSIAddr and MSIData reach the hardware queue: on completion the SMMU writes the host\'s 32-bit data to any physical address, a protected guest\'s page here (series-as-posted.md §5.2; v4 edited the command in place)',
     check: 'smmu_write_isolation',
+    needs: { msi: true },
     appliesTo: 'posted v6-era smmu_filter_command / smmu_emulate_cmdq_insert',
     removedBy: 'writeBackSyncConversion',
     reachedBy: (o) => o.kind === 'host_write_cmd' && isSyncWithMsi(o.words),
@@ -203,6 +214,24 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
       { kind: 'init_vm', vm: 1, protected: true },
       { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
       { kind: 'host_write_cmd', smmu: 0, words: [0x1046, 0xdead, 0x4002_0000, 0] },
+    ],
+  },
+  {
+    name: 'forged-translated-dma',
+    description:
+      'the host keeps STE.EATS (dword 1 is the host\'s but SHCFG) and CR0.ATSCHK (written through), so an ATS-capable device it controls issues a Translated transaction to any physical address, which the SMMU lets through unchecked by stage 2 — here a page the hypervisor took. Invalidating the ATC (v6-atc-inv) does not help; only hiding ATS with ATSCHK forced (v6-hide-ats) does (series-as-posted.md finding 1, "understated")',
+    check: 'dma_isolation',
+    machine: 'small-smmu',
+    needs: { ats: true },
+    appliesTo: 'posted v6-era smmu_attach_stage_2 (dword 1 kept) / smmu_dabt_device (CR0 read_write)',
+    removedBy: 'v6-hide-ats',
+    reproduceOn: 'v6-atc-inv',
+    reachedBy: (o) => o.kind === 'dma_forged_translated',
+    reachedByText: '`dma_forged_translated`',
+    corpusFile: 'findings/forged-translated-dma.json',
+    trigger: [
+      { kind: 'host_donate_hyp', pfn: 0x40020, nrPages: 1 },
+      { kind: 'dma_forged_translated', sid: 2, pa: 0x4002_0000, access: 'write' },
     ],
   },
 ];

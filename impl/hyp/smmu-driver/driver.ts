@@ -760,7 +760,14 @@ export class HypSmmuDriver implements IdmapTlbOps {
     // SMMUEN.
     if ((last & CR0_SMMUEN) === 0 && (next & CR0_SMMUEN) !== 0) {
       // smmu_emulate_enable: "Enabling SMMU without CMDQ, means TLB invalidation won't work."
-      warnOn((next & CR0_CMDQEN) === 0, 'smmu_emulate_enable: WARN_ON(!is_cmdq_enabled)');
+      // Hardened: CMDQEN may have been refused just above (its queue could not be shared), after
+      // the early SMMUEN-without-CMDQEN refusal looked at the host's value (found by a v6-hardened
+      // campaign with the host-attack generators: CMDQ_BASE in an MMIO gap, then CR0 = 0xd).
+      if (this.warnOrRefuse((next & CR0_CMDQEN) === 0, 'smmu_emulate_enable: WARN_ON(!is_cmdq_enabled)', hardened, 'SMMUEN without an enabled command queue; SMMUEN not set')) {
+        next &= ~CR0_SMMUEN;
+        this.host.cr0 = next;
+        return next;
+      }
       const r = yield* this.updateSteShadow(true);
       if (this.warnOrRefuse(r !== 0, 'smmu_emulate_enable: WARN_ON(smmu_update_ste_shadow)', hardened, `host stream table refused (${r})`)) {
         next &= ~CR0_SMMUEN;
