@@ -222,11 +222,20 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
  * hypervisor's own queue is only read). A write inside a step may see the step's transition half
  * done, so it may land where the model allows before or after the step (as dma_during_hypercall).
  */
-export function checkSmmuWrites(sys: System, pre: ModelState, post: ModelState): Violation[] {
+export function checkSmmuWrites(sys: System, pre: ModelState, post: ModelState, options: { readonly pins?: boolean } = {}): Violation[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];
   const { writes, lost } = parts.smmu.writes.drain();
   const out: Violation[] = [];
+  // Protection: the event queue the SMMU writes into while enabled must stay shared and pinned
+  // (posted v6-era smmu_emulate_queue), else the host can give the page away under the SMMU.
+  // PRI queues are not modelled (no PRI requests).
+  const evtq = options.pins === false ? undefined : parts.smmu.eventQueueSpan();
+  if (evtq !== undefined) {
+    for (let pfn = Math.floor(evtq.base / PAGE); pfn < Math.ceil((evtq.base + evtq.bytes) / PAGE); pfn++) {
+      if ((post.pins.get(pfn) ?? 0) < 1) out.push({ check: 'smmu_write_isolation', message: `event queue page 0x${pfn.toString(16)}, which the SMMU writes records into, is not pinned` });
+    }
+  }
   if (lost > 0) out.push({ check: 'smmu_write_isolation', message: `${lost} SMMU write(s) were dropped from the write log before the check saw them` });
   for (const w of writes) {
     for (let pfn = Math.floor(w.pa / PAGE); pfn <= Math.floor((w.pa + w.bytes - 1) / PAGE); pfn++) {

@@ -67,10 +67,7 @@ export class EventQueue {
       }
       return 'dropped_full';
     }
-    // The queue base is aligned to its size (at least 32 bytes), ignoring lower ADDR bits (§1.7).
-    const bytes = Math.max(32, size * EVT_BYTES);
-    const rawBase = regs.evtqBaseAddr();
-    const slot = rawBase - (rawBase % bytes) + (prod % size) * EVT_BYTES;
+    const slot = this.base(log2) + (prod % size) * EVT_BYTES;
     const words = encodeEvent(ev);
     for (let i = 0; i < words.length; i++) {
       const w = words[i];
@@ -85,6 +82,20 @@ export class EventQueue {
     regs.evtqProd = ((regs.evtqProd & 0x8000_0000) | ((prod + 1) % span)) >>> 0;
     if ((regs.irqCtrlAck & IRQ_CTRL_EVTQ) !== 0) this.interrupt();
     return 'written';
+  }
+
+  /** The queue base is aligned to its size (at least 32 bytes), ignoring lower ADDR bits (§1.7). */
+  private base(log2: number): number {
+    const bytes = Math.max(32, 2 ** log2 * EVT_BYTES);
+    const raw = this.regs.evtqBaseAddr();
+    return raw - (raw % bytes);
+  }
+
+  /** The memory the producer may write records into: the whole queue while EVTQEN is set. */
+  span(): { readonly base: number; readonly bytes: number } | undefined {
+    if (!this.regs.evtqen) return undefined;
+    const log2 = Math.min(this.regs.evtqLog2size(), this.maxLog2);
+    return { base: this.base(log2), bytes: Math.max(32, 2 ** log2 * EVT_BYTES) };
   }
 
   private interrupt(): void {

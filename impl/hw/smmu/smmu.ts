@@ -408,6 +408,11 @@ export class Smmu implements MmioHandler {
     this.fills = { ...this.fills, ...policy };
   }
 
+  /** Where the SMMU may write event records now (the event queue while enabled); undefined when disabled. */
+  eventQueueSpan(): { readonly base: number; readonly bytes: number } | undefined {
+    return this.evtq.span();
+  }
+
   signals(): SmmuSignals {
     return { ...this.signalCounts };
   }
