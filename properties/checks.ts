@@ -18,6 +18,7 @@ export type CheckName =
   | 'host_cpu_isolation'
   | 'well_formed_tables'
   | 'pool_accounting'
+  | 'confidentiality'
   | 'dma_isolation'
   | 'dma_during_hypercall'
   | 'dma_availability'

@@ -10,6 +10,7 @@ import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
+import { DataLabels } from './confidentiality.js';
 import { executeOnSystem } from './execute.js';
 import { SteUpdateMonitor } from './protocol/ste-update.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
@@ -77,6 +78,7 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'host_cpu_isolation',
   'well_formed_tables',
   'pool_accounting',
+  'confidentiality',
   'dma_isolation',
   'dma_during_hypercall',
   'dma_availability',
@@ -224,6 +226,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   }
   const steUpdates = system.iommu !== undefined && checks.has('smmu_config_coherent') ? new SteUpdateMonitor(system.memory, system.iommu.driver) : undefined;
   const hotPfns = machine.memory.flatMap((r) => [r.base / 4096, r.base / 4096 + 1, (r.base + r.size) / 4096 - 1]);
+  const labels = checks.has('confidentiality') ? new DataLabels(system.memory) : undefined;
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
     if (isHardwareOperation(step)) {
@@ -232,6 +235,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       // Trapped host accesses run hypervisor code with yield points: the schedule applies there too.
       const interleaving = options.schedule !== undefined && system.iommu !== undefined && HYPERVISOR_HARDWARE_STEPS.has(step.kind) ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
       let outcome: ReturnType<typeof executeHardware>;
+      labels?.beginStep(model);
       try {
         outcome = executeHardware(system, step, identity);
       } catch (e) {
@@ -250,6 +254,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
       violations.push(...smmuWriteViolations(system, pre, model, checks));
+      if (labels !== undefined) violations.push(...labels.endStep(system, pre, model));
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
@@ -270,6 +275,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const before = wantsFingerprint ? concreteFingerprint(system, viewTables(system)) : '';
     const violations: Violation[] = [];
     let systemRet: number | 'panic';
+    labels?.beginStep(model);
     try {
       systemRet = executeOnSystem(system, op, (point) => system.stepHardware(point));
     } catch (e) {
@@ -301,6 +307,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
+    if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);
     if (violations.length > 0 && failure === undefined) {
@@ -309,6 +316,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     if (systemRet === 'panic') break;
   }
+  labels?.detach();
   steUpdates?.detach();
   return { steps, failure, model, system };
 }

@@ -46,7 +46,7 @@ export interface DesignVariant {
 }
 
 /** The checks every variant keeps on the representative hardware (all but the DMA ones). */
-const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting'] as const).map((check) => ({
+const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting', 'confidentiality'] as const).map((check) => ({
   check,
   verdict: 'holds' as const,
   when: ALWAYS,
