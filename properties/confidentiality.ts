@@ -3,7 +3,8 @@
  * hold another component's data, and whether they are still there when the host gets the page
  * back. A page the host may read again (host state OWNED or SHARED_OWNED) must hold no word a
  * guest or the hypervisor wrote and nobody cleared; a page a protected guest shares back
- * (SHARED_BORROWED) is the guest's consent and is not checked.
+ * (SHARED_BORROWED) is the guest's consent: its label is dropped, and its later reclaim (which
+ * UP-2026 does not poison) is not a leak.
  *
  * Who writes what:
  * - a guest has no memory operations in the suite, so when a page becomes a guest's own (a
@@ -83,6 +84,12 @@ export class DataLabels {
     const out: Violation[] = [];
     for (const [pfn, label] of this.labels) {
       const st = hostState(post, pfn);
+      // The owner shared it with the host (a protected guest's share back): its data is the
+      // host's to read from then on, and UP-2026 reclaims such a page without poisoning it.
+      if (st === 'SHARED_BORROWED') {
+        this.labels.delete(pfn);
+        continue;
+      }
       if (st !== 'OWNED' && st !== 'SHARED_OWNED') continue;
       const left = [...label.words].filter(([offset, value]) => system.memory.read32(pfn * PAGE + offset) === value);
       if (left.length > 0) {
