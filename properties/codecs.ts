@@ -118,6 +118,13 @@ const U32Number = new t.Type<number, number, unknown>(
   t.identity,
 );
 const DmaAccessCodec = t.union([t.literal('read'), t.literal('write')]);
+/** Commands in one host batch: 1 up to the host queue's 64 entries. */
+const BatchCount = new t.Type<number, number, unknown>(
+  'batch count',
+  (u): u is number => typeof u === 'number' && Number.isInteger(u) && u >= 1 && u <= 64,
+  (u, c) => (typeof u === 'number' && Number.isInteger(u) && u >= 1 && u <= 64 ? t.success(u) : t.failure(u, c, 'an integer in [1, 64]')),
+  t.identity,
+);
 const Words4 = t.tuple([U32Number, U32Number, U32Number, U32Number]);
 
 /** Hardware and host-SMMU steps (properties/dma.ts), one codec per kind. */
@@ -133,7 +140,7 @@ const HARDWARE_CODECS = {
   host_mmio_write: opWith('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }, { size: AccessSize, valueHi: U32Number }),
   host_mmio_read: opWith('host_mmio_read', { smmu: U32Number, offset: U32Number }, { size: AccessSize }),
   host_write_ste: op('host_write_ste', { smmu: U32Number, sid: U32Number, words: Words4 }),
-  host_write_cmd: op('host_write_cmd', { smmu: U32Number, words: Words4 }),
+  host_write_cmd: opWith('host_write_cmd', { smmu: U32Number, words: Words4 }, { count: BatchCount }),
 } as const;
 
 /** Every step kind a file may name (ownership operations, hardware and host-SMMU steps). */

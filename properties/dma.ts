@@ -32,7 +32,8 @@ export type HardwareOperation =
   | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number; readonly size?: 1 | 2 | 4 | 8; readonly valueHi?: number }
   | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number; readonly size?: 1 | 2 | 4 | 8 }
   | { readonly kind: 'host_write_ste'; readonly smmu: number; readonly sid: number; readonly words: readonly [number, number, number, number] }
-  | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number] };
+  // `count` copies of the command in one batch (default 1), then a CMD_SYNC and one PROD write.
+  | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number]; readonly count?: number };
 
 export const HARDWARE_KINDS: ReadonlySet<string> = new Set<HardwareOperation['kind']>([
   'dma',
@@ -159,8 +160,9 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
       return { ret: 0, detail: 'STE written' };
     })
     .with({ kind: 'host_write_cmd' }, (o) => {
-      sys.hyp.run(parts.hostDriver.issueRaw([o.words[0], o.words[1], o.words[2], o.words[3]]), step);
-      return { ret: 0, detail: `command words written (${CMD_BYTES} bytes)` };
+      const count = o.count ?? 1;
+      sys.hyp.run(parts.hostDriver.issueRaw([o.words[0], o.words[1], o.words[2], o.words[3]], count), step);
+      return { ret: 0, detail: count === 1 ? `command words written (${CMD_BYTES} bytes)` : `${count} copies of the command words written in one batch` };
     })
     .exhaustive();
 }

@@ -11,6 +11,7 @@
  *   hypervisor pages, MMIO, the last page of a region;
  * - STEs with extreme host-controlled fields at the first and last StreamID and just beyond;
  * - CFGI_STE / CFGI_ALL with and without CMD_SYNC, and reserved encodings;
+ * - batches of up to a whole host queue in one PROD write, to overrun the hypervisor's free space;
  * - forged Translated DMA from ATS-capable endpoints to any physical address (finding 1).
  */
 import fc from 'fast-check';
@@ -103,7 +104,19 @@ export function hostAttackArbitrary(machine: MachineConfig): fc.Arbitrary<Hardwa
       what === 'ste' ? commandWords({ kind: 'CFGI_STE', ssec: false, sid, leaf: true }) : what === 'all' ? commandWords({ kind: 'CFGI_ALL', ssec: false, sid: 0 }) : [0x7f, 0, 0, 0];
     return [{ kind: 'host_write_cmd', smmu: 0, words }, ...(sync ? [{ kind: 'host_write_cmd' as const, smmu: 0, words: commandWords({ kind: 'CMD_SYNC', cs: 0, msh: 0, msiattr: 0, msidata: 0, msiaddr: 0 }) }] : [])];
   });
+  // Batches that overrun the hypervisor queue's free space (the posted emulation copies a whole
+  // batch into its own queue after waiting for room), of harmless and of filtered commands.
+  const batch = fc.tuple(fc.constantFrom(2, 16, 31, 32, 33, 63, 64), fc.constantFrom('sync', 'cfgi', 'nh_asid')).map(([count, what]): HardwareOperation[] => {
+    const words: Words4 =
+      what === 'sync'
+        ? commandWords({ kind: 'CMD_SYNC', cs: 0, msh: 0, msiattr: 0, msidata: 0, msiaddr: 0 })
+        : what === 'cfgi'
+          ? commandWords({ kind: 'CFGI_STE', ssec: false, sid: sids[0] ?? 0, leaf: true })
+          : commandWords({ kind: 'TLBI_NH_ASID', vmid: 0, asid: 1 });
+    return [{ kind: 'host_write_cmd', smmu: 0, words, count }];
+  });
   const chains: fc.WeightedArbitrary<HardwareOperation[]>[] = [
+    { weight: 2, arbitrary: batch },
     { weight: 3, arbitrary: msiTarget },
     { weight: 3, arbitrary: syncMsi },
     { weight: 2, arbitrary: base },

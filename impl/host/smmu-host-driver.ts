@@ -145,12 +145,18 @@ export class HostSmmuDriver {
     return yield* this.write(REG.CMDQ_PROD, this.prod);
   }
 
-  /** A malicious or buggy host: four raw 32-bit words as one command, then a CMD_SYNC. */
-  *issueRaw(words: readonly [number, number, number, number]): Hypercall {
-    const at = this.layout.cmdqBase + (this.prod % 2 ** CMDQ_LOG2) * CMD_BYTES;
-    this.memory.store64(at, words[0] >>> 0, words[1] >>> 0);
-    this.memory.store64(at + 8, words[2] >>> 0, words[3] >>> 0);
-    this.prod = queueIncrement(this.prod, CMDQ_LOG2);
+  /**
+   * A malicious or buggy host: four raw 32-bit words as one command, `count` times (a batch of up
+   * to a whole queue, which may overrun the hypervisor's free space), then a CMD_SYNC and one PROD
+   * write. A batch larger than the queue wraps over itself, as a host that ignores CONS would.
+   */
+  *issueRaw(words: readonly [number, number, number, number], count = 1): Hypercall {
+    for (let i = 0; i < Math.max(1, Math.min(count, 2 ** CMDQ_LOG2)); i++) {
+      const at = this.layout.cmdqBase + (this.prod % 2 ** CMDQ_LOG2) * CMD_BYTES;
+      this.memory.store64(at, words[0] >>> 0, words[1] >>> 0);
+      this.memory.store64(at + 8, words[2] >>> 0, words[3] >>> 0);
+      this.prod = queueIncrement(this.prod, CMDQ_LOG2);
+    }
     return yield* this.issue([]);
   }
 
