@@ -24,7 +24,8 @@ export interface ZooSettings {
   readonly maxOps: number;
 }
 
-export const ZOO_DEFAULTS: ZooSettings = { seed: 20261122, runs: 100, maxOps: 40 };
+// 300 runs: the interleaved search needs ~240 to reach the atc-inv-before-tlbi-sync race since the host-attack steps joined the generators.
+export const ZOO_DEFAULTS: ZooSettings = { seed: 20261122, runs: 300, maxOps: 40 };
 
 export interface ZooRow {
   readonly bug: string;
