@@ -1,0 +1,100 @@
+/**
+ * A differential trace: what an SMMU sees from software and devices, as plain data that both
+ * backends (QEMU over qtest, the project's model) replay (qemu-smmuv3-peer.md §6.2).
+ *
+ * - `reg32`/`reg64`: a store to an SMMU register, by offset into the 128 KiB frame (so the
+ *   trace is independent of where the board puts the SMMU). 64-bit values are two u32 halves.
+ * - `mem64`: a store to RAM (tables, STEs, queue entries, data), by physical address.
+ * - `dmaw`: device `dev` writes the 4-byte `tag` to `iova`. It runs as three steps on both sides:
+ *   the tag is stored at the helper SRC page, the device reads SRC (IOVA `helper.srcIova`) into
+ *   its buffer, then writes the buffer to `iova`. `dmar`: the device reads `iova` into its buffer
+ *   and writes the buffer to the helper SINK page, which is then read. The helper transfers are
+ *   real transactions on both sides (their events are compared too); traces keep them mapped.
+ * - `evcons`: software consumes every event record (EVTQ_CONS := EVTQ_PROD, on each side).
+ *
+ * Devices are indices into the board's edu list: StreamIDs come from the board, never the trace.
+ */
+import * as t from 'io-ts';
+import { isRight } from 'fp-ts/lib/Either.js';
+import { match } from 'ts-pattern';
+import { REG } from '../../impl/arch/smmu/registers.js';
+
+export type Op =
+  | { readonly t: 'reg32'; readonly off: number; readonly v: number }
+  | { readonly t: 'reg64'; readonly off: number; readonly lo: number; readonly hi: number }
+  | { readonly t: 'mem64'; readonly pa: number; readonly lo: number; readonly hi: number }
+  | { readonly t: 'dmaw'; readonly dev: number; readonly iova: number; readonly tag: number }
+  | { readonly t: 'dmar'; readonly dev: number; readonly iova: number }
+  | { readonly t: 'evcons' };
+
+export interface Helper {
+  readonly srcIova: number;
+  readonly srcPa: number;
+  readonly sinkIova: number;
+  readonly sinkPa: number;
+}
+
+export interface Trace {
+  readonly name: string;
+  /** Whether it programs a 2-level stream table (QEMU keeps that mode: run it on a fresh QEMU after). */
+  readonly twoLevel: boolean;
+  readonly helper: Helper;
+  readonly ops: readonly Op[];
+}
+
+const U32 = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff, 'u32');
+const Addr = t.refinement(t.number, (n) => Number.isSafeInteger(n) && n >= 0, 'address');
+const OpCodec = t.union([
+  t.type({ t: t.literal('reg32'), off: U32, v: U32 }),
+  t.type({ t: t.literal('reg64'), off: U32, lo: U32, hi: U32 }),
+  t.type({ t: t.literal('mem64'), pa: Addr, lo: U32, hi: U32 }),
+  t.type({ t: t.literal('dmaw'), dev: U32, iova: Addr, tag: U32 }),
+  t.type({ t: t.literal('dmar'), dev: U32, iova: Addr }),
+  t.type({ t: t.literal('evcons') }),
+]);
+export const TraceCodec = t.type({
+  name: t.string,
+  twoLevel: t.boolean,
+  helper: t.type({ srcIova: Addr, srcPa: Addr, sinkIova: Addr, sinkPa: Addr }),
+  ops: t.array(OpCodec),
+});
+
+/** A trace from JSON text, or an error line. */
+export function parseTrace(text: string): { ok: true; trace: Trace } | { ok: false; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, error: `not JSON: ${(e as Error).message}` };
+  }
+  const r = TraceCodec.decode(raw);
+  if (!isRight(r)) return { ok: false, error: 'not a trace (see conformance/qemu/trace.ts)' };
+  return { ok: true, trace: r.right };
+}
+
+const REG_NAME_BY_OFFSET = new Map<number, string>(Object.entries(REG).map(([name, off]) => [off, name]));
+
+export function regName(off: number): string {
+  return REG_NAME_BY_OFFSET.get(off) ?? (REG_NAME_BY_OFFSET.get(off - 4) !== undefined ? `${REG_NAME_BY_OFFSET.get(off - 4) ?? ''}+4` : `0x${off.toString(16)}`);
+}
+
+const h = (n: number): string => '0x' + n.toString(16);
+const h64 = (lo: number, hi: number): string => (hi === 0 ? h(lo >>> 0) : '0x' + (hi >>> 0).toString(16) + (lo >>> 0).toString(16).padStart(8, '0'));
+
+export function formatOp(op: Op): string {
+  return match(op)
+    .with({ t: 'reg32' }, (o) => `reg32 ${regName(o.off)} = ${h(o.v)}`)
+    .with({ t: 'reg64' }, (o) => `reg64 ${regName(o.off)} = ${h64(o.lo, o.hi)}`)
+    .with({ t: 'mem64' }, (o) => `mem64 [${h(o.pa)}] = ${h64(o.lo, o.hi)}`)
+    .with({ t: 'dmaw' }, (o) => `dmaw dev${o.dev} iova ${h(o.iova)} tag ${h(o.tag)}`)
+    .with({ t: 'dmar' }, (o) => `dmar dev${o.dev} iova ${h(o.iova)}`)
+    .with({ t: 'evcons' }, () => 'evcons')
+    .exhaustive();
+}
+
+/** Consecutive RAM stores are folded into one line per run in the printed form. */
+export function formatTrace(trace: Trace, mark?: number): string[] {
+  const lines: string[] = [];
+  trace.ops.forEach((op, i) => lines.push(`${i === mark ? '>>' : '  '}${String(i).padStart(4)}  ${formatOp(op)}`));
+  return lines;
+}
