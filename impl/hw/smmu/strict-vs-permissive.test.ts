@@ -9,7 +9,7 @@ import { encodeSte } from '../../arch/smmu/ste.js';
 import { u64 } from '../../arch/u64.js';
 import { DmaDevice } from '../device.js';
 import { type SmmuMode } from './smmu.js';
-import { CMD_SYNC, DATA, MSI_TARGET, RW, SmmuBench, s2SteFields, tlbiIpa } from './testing.js';
+import { CMD_SYNC, DATA, MSI_TARGET, RO, RW, SmmuBench, s2SteFields, tlbiIpa } from './testing.js';
 
 const M2 = 0x20_0000;
 
@@ -209,6 +209,25 @@ describe('§7.5 strict (weakest legal hardware) vs permissive (QEMU)', () => {
 });
 
 describe('other QEMU behaviours of the permissive mode', () => {
+  it('a walk that ends in a permission fault caches the leaf (strict may) / nothing (QEMU, found by the QEMU differential test)', () => {
+    for (const [mode, kept] of [
+      ['strict', true],
+      ['permissive', false],
+    ] as const) {
+      const b = new SmmuBench({ mode });
+      const root = b.allocTable();
+      b.map(root, 1, 0x3000, 3, DATA, RO);
+      b.writeSte(1, s2SteFields({ vmid: 1, ttb: root }));
+      const w = b.smmu.translate(1, 0x3000, 'write');
+      expect(w.kind === 'abort' && w.reason).toBe('permission');
+      expect(b.smmu.cachedTranslations().length > 0).toBe(kept);
+      // Remapped read/write without a TLBI: only a cached RO leaf can still fault.
+      b.map(root, 1, 0x3000, 3, DATA + 0x1000, RW);
+      const again = b.smmu.translate(1, 0x3000, 'write');
+      expect(again.kind === 'ok' ? again.pa : again.reason).toBe(kept ? 'permission' : DATA + 0x1000);
+    }
+  });
+
   it('commands run synchronously on the CMDQ_PROD write', () => {
     const b = new SmmuBench({ mode: 'permissive' });
     b.submit(CMD_SYNC, CMD_SYNC);
