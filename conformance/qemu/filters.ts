@@ -51,6 +51,13 @@ export const KNOWN_QEMU_BUGS: readonly KnownDeviation[] = [
     summary: 'an input address at or beyond IAS through a stage-2-only STE is aborted without the stage-1 F_ADDR_SIZE record',
     matches: (x, model, qemu) => x.reason === 'addr_size_s1' && oneEventMissing(model, qemu, (e) => e.startsWith('F_ADDR_SIZE ') && e.includes(' s2=0')),
   },
+  {
+    id: 's2t0sz-checked-against-s2ps',
+    // QEMU 10.0.2 hw/arm/smmuv3.c:398-409 (s2t0sz_valid uses the effective S2PS where the architecture says IAS), called at :489
+    source: 'hw/arm/smmuv3.c:398-409 (s2t0sz_valid) called from decode_ste_s2_cfg at :489',
+    summary: 'a stage-2 STE whose input range 64 − S2T0SZ exceeds its effective S2PS (but not IAS) is rejected with C_BAD_STE',
+    matches: (x) => x.ipaWiderThanPs,
+  },
 ];
 
 export function classify(x: ModelXfer | undefined, model: Obs, qemu: Obs): KnownDeviation | undefined {

@@ -270,9 +270,10 @@ export function cornerCase(maxSteps = 40): fc.Arbitrary<CornerCase> {
   const page = fc.integer({ min: 0, max: IPA_PAGES - 1 });
   const ap = fc.integer({ min: 0, max: 3 });
   const af = fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) });
+  // Inputs beyond IAS hit a known QEMU bug that ends the comparison of a case: keep them rare.
   const target = fc.oneof(
-    { weight: 20, arbitrary: fc.integer({ min: 0, max: 19 }) },
-    { weight: 2, arbitrary: fc.constantFrom(20, 21, 23) },
+    { weight: 100, arbitrary: fc.integer({ min: 0, max: 19 }) },
+    { weight: 10, arbitrary: fc.constantFrom(20, 21, 23) },
     { weight: 1, arbitrary: fc.constant(22) },
   );
   const dev = fc.integer({ min: 0, max: 1 });
@@ -313,15 +314,19 @@ export function cornerCase(maxSteps = 40): fc.Arbitrary<CornerCase> {
     { weight: 1, arbitrary: fc.record({ s: fc.constant('cfgi' as const), dev, which: fc.constantFrom('STE' as const, 'RANGE' as const, 'ALL' as const) }) },
     { weight: 1, arbitrary: fc.record({ s: fc.constant('table' as const), broken: fc.boolean() }) },
     { weight: 1, arbitrary: fc.constant({ s: 'evcons' as const }) },
-    { weight: 1, arbitrary: fc.constant({ s: 'badcmd' as const }) },
+  );
+  // An illegal command needs a fresh QEMU afterwards (GERROR), so it is a rare case-level choice.
+  const steps = fc.array(step, { minLength: 1, maxLength: maxSteps, size: 'max' });
+  const withBadCommand = fc.tuple(steps, fc.nat(), fc.oneof({ weight: 12, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })).map(([ss, at, bad]) =>
+    bad ? [...ss.slice(0, at % (ss.length + 1)), { s: 'badcmd' as const }, ...ss.slice(at % (ss.length + 1))] : ss,
   );
   return fc.record({
     kind: fc.constant('corner' as const),
     geometry: fc.integer({ min: 0, max: GEOMETRIES.length - 1 }),
     cmdqLog2: fc.oneof(fc.constant(8), fc.integer({ min: 1, max: 3 })),
-    evtqLog2: fc.oneof({ weight: 3, arbitrary: fc.constant(7) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
+    evtqLog2: fc.oneof({ weight: 8, arbitrary: fc.constant(7) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
     twoLevel: fc.oneof({ weight: 15, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-    steps: fc.array(step, { minLength: 1, maxLength: maxSteps, size: 'max' }),
+    steps: withBadCommand,
   });
 }
 

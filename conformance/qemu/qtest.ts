@@ -190,8 +190,5 @@ export class QtestClient {
 export function parseBytes(answer: string, size: number): Uint8Array {
   const m = /^OK 0x([0-9a-fA-F]*)$/.exec(answer);
   if (m === null || (m[1] as string).length !== size * 2) throw new QtestError(`unexpected read answer: ${answer.slice(0, 80)}`);
-  const digits = m[1] as string;
-  const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) out[i] = parseInt(digits.slice(2 * i, 2 * i + 2), 16);
-  return out;
+  return new Uint8Array(Buffer.from(m[1] as string, 'hex'));
 }

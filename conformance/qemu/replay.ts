@@ -13,9 +13,10 @@
  * is looked for where the model put it and where a fresh walk would put it).
  */
 import { paSizeFromEncoding } from '../../impl/arch/granule.js';
-import { PhysicalMemory, READ_ABORT } from '../../impl/arch/physical-memory.js';
+import { ACCESS_OK, PhysicalMemory, READ_ABORT } from '../../impl/arch/physical-memory.js';
 import { type DecodedEvent, EVENT_CLASS_TT, decodeEvent } from '../../impl/arch/smmu/events.js';
 import { REG, decodeAidr, decodeIdr0, decodeIdr1, decodeIdr3, decodeIdr5, decodeIidr } from '../../impl/arch/smmu/registers.js';
+import { type SteFields } from '../../impl/arch/smmu/ste.js';
 import { type U64, u64 } from '../../impl/arch/u64.js';
 import { type SmmuFeatures, Smmu } from '../../impl/hw/smmu/index.js';
 import { type IdRegisters, type QemuBoard } from './board.js';
@@ -100,6 +101,8 @@ export interface ModelXfer {
   readonly reason: string;
   /** Aborted on a permission fault with the entry already in the TLB (no walk). */
   readonly permissionOnHit: boolean;
+  /** The stream's stage-2 STE has an input range (64 − S2T0SZ) wider than its effective S2PS. */
+  readonly ipaWiderThanPs: boolean;
 }
 
 export interface SideRun {
@@ -232,6 +235,12 @@ function modelRegs(m: ModelMachine): string {
 
 function modelBytes(memory: PhysicalMemory, pa: number, bytes: number): Uint8Array {
   const out = new Uint8Array(bytes);
+  const frame = bytes === PAGE && pa % PAGE === 0 ? memory.frameForRead(pa) : undefined;
+  if (frame !== undefined) {
+    // Frames are Uint32Arrays in host order; Node runs little-endian hosts only (x86-64, arm64).
+    out.set(new Uint8Array(frame.buffer, frame.byteOffset, PAGE));
+    return out;
+  }
   const dv = new DataView(out.buffer);
   for (let i = 0; i < bytes; i += 4) {
     const v = memory.read32(pa + i);
@@ -241,9 +250,7 @@ function modelBytes(memory: PhysicalMemory, pa: number, bytes: number): Uint8Arr
 }
 
 function hexBytes(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
 export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
@@ -260,7 +267,8 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
     const r = smmu.translate(sid, iova, toRam ? 'write' : 'read');
     if (r.kind === 'ok') {
       if (toRam) {
-        memory.write32(r.pa, buffers[dev] ?? 0);
+        // A write to a PA without memory is dropped on both sides: nothing to observe there.
+        if (memory.write32(r.pa, buffers[dev] ?? 0) !== ACCESS_OK) return { pa: undefined, reason: 'no_memory', permissionOnHit: false };
         written.add(r.pa - (r.pa % PAGE));
       } else {
         const v = memory.read32(r.pa);
@@ -272,6 +280,14 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
     if (!toRam) buffers[dev] = 0;
     const permissionOnHit = r.reason === 'permission' && smmu.cachedTranslations(sid).some((e) => iova >= e.ipa && iova < e.ipa + e.size);
     return { pa: undefined, reason: r.reason, permissionOnHit };
+  };
+  const oasBits = smmu.features.oasBits;
+  const ipaWiderThanPs = (sid: number): boolean => {
+    const e = smmu.configCacheEntries().find((c) => c.kind === 'ste' && c.sid === sid);
+    if (e?.kind !== 'ste' || e.steKind !== 's2') return false;
+    const f = e.ste as unknown as SteFields;
+    const ps = Math.min(paSizeFromEncoding(Math.min(f.s2ps, 6)) ?? 48, oasBits, f.s2tg === 1 ? 52 : 48);
+    return 64 - f.s2t0sz > ps;
   };
   const events = (at: number): void => {
     const slots = q.newSlots(smmu.readRegister('EVTQ_PROD'));
@@ -298,9 +314,10 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
         const tagged = buffers[op.dev] === op.tag;
         const r = transfer(op.dev, op.iova, true);
         const fresh = smmu.walkUncached(env.sids[op.dev] ?? 0, op.iova, 'write');
-        const candidates = [r.pa, fresh.kind === 'ok' ? fresh.pa : undefined].filter((x): x is number => x !== undefined && x % 4 === 0);
+        const candidates = [r.pa, fresh.kind === 'ok' ? fresh.pa : undefined].filter((x): x is number => x !== undefined && x % 4 === 0 && memory.isRam(x));
         for (const c of candidates) written.add(c - (c % PAGE));
-        xfers.set(at, { at, write: true, iova: op.iova, sid: env.sids[op.dev] ?? 0, candidates: [...new Set(candidates)], sinkPa: undefined, tagged, reason: r.reason, permissionOnHit: r.permissionOnHit });
+        const sid = env.sids[op.dev] ?? 0;
+        xfers.set(at, { at, write: true, iova: op.iova, sid, candidates: [...new Set(candidates)], sinkPa: undefined, tagged, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid) });
         obs.push({ k: 'xfer', at, v: !tagged ? 'unobservable' : r.pa === undefined ? 'none' : `reached ${h(r.pa)}` });
         events(at);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
@@ -310,7 +327,8 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
         const r = transfer(op.dev, op.iova, false);
         const data = buffers[op.dev] ?? 0;
         const sink = transfer(op.dev, trace.helper.sinkIova, true);
-        xfers.set(at, { at, write: false, iova: op.iova, sid: env.sids[op.dev] ?? 0, candidates: [], sinkPa: sink.pa, tagged: false, reason: r.reason, permissionOnHit: r.permissionOnHit });
+        const sid = env.sids[op.dev] ?? 0;
+        xfers.set(at, { at, write: false, iova: op.iova, sid, candidates: [], sinkPa: sink.pa, tagged: false, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid) });
         obs.push({ k: 'xfer', at, v: sink.pa === undefined ? 'unobservable' : `data ${h(data)}` });
         events(at);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
@@ -335,6 +353,12 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
   const dirty = new Set(pages);
   for (const r of q.evtqRanges) for (let p = r.base - (r.base % PAGE); p < r.base + r.bytes; p += PAGE) if (memory.isRam(p)) dirty.add(p);
   return { obs, xfers, pages, dirty: [...dirty].sort((a, b) => a - b), gerrorTouched };
+}
+
+/** The hex digits of a `read` answer for a page (QEMU prints the bytes in address order, as Buffer's hex does). */
+function pageHex(answer: string): string {
+  if (!answer.startsWith('OK 0x') || answer.length !== 5 + 2 * PAGE) throw new Error(`unexpected page read answer: ${answer.slice(0, 60)}`);
+  return answer.slice(5).toLowerCase();
 }
 
 // --- QEMU side -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 /**
  * One QEMU reused across cases: runs a trace on the model and on QEMU, compares, and puts QEMU
  * back in a state equal to a fresh model's before the next case. A case that leaves QEMU in a
- * state the reset cannot undo (a global error acknowledged differently, the sticky 2-level
- * stream-table mode, or any difference) gets a fresh QEMU instead.
+ * state the reset cannot undo (a global error, whose GERROR/GERRORN toggles a fresh model would
+ * not share, the sticky 2-level stream-table mode, or an unexplained difference, which may have
+ * written anywhere) gets a fresh QEMU instead.
  *
  * The reset (qemu-smmuv3-peer.md §5, §6.2): CR0 = 0, GBPA = bypass, every page the case dirtied
  * zeroed, CFGI_ALL + TLBI_NSNH_ALL + CMD_SYNC from a private command queue (QEMU does not flush
@@ -95,7 +96,7 @@ export class QemuSession {
       this.board = undefined;
       throw e;
     }
-    if (result.status !== 'same' || trace.twoLevel || model.gerrorTouched) {
+    if (result.status === 'differ' || trace.twoLevel || model.gerrorTouched) {
       board.close();
       this.board = undefined;
     } else {
