@@ -127,6 +127,8 @@ export interface BoardFacts {
   readonly busBase: number;
   /** Non-prefetchable 32-bit memory window for BARs. */
   readonly mem32: { readonly base: number; readonly size: number };
+  /** Every PCI memory window (32- and 64-bit): reads there that no BAR claims complete with all ones. */
+  readonly pciWindows: readonly { readonly base: number; readonly size: number }[];
   /** RID → StreamID entries of the host bridge's `iommu-map`. */
   readonly iommuMap: readonly { readonly ridBase: number; readonly sidBase: number; readonly length: number }[];
 }
@@ -155,15 +157,18 @@ export function boardFacts(root: FdtNode): BoardFacts {
   const rc = cells(prop(pcie, 'ranges'));
   const stride = 3 + ac + 2;
   let mem32: { base: number; size: number } | undefined;
+  const pciWindows: { base: number; size: number }[] = [];
   for (let i = 0; i + stride <= rc.length; i += stride) {
     const space = ((rc[i] as number) >>> 24) & 3;
-    if (space === 2 && mem32 === undefined) mem32 = { base: cellsToNumber(rc.slice(i + 3, i + 3 + ac)), size: cellsToNumber(rc.slice(i + 3 + ac, i + stride)) };
+    const w = { base: cellsToNumber(rc.slice(i + 3, i + 3 + ac)), size: cellsToNumber(rc.slice(i + 3 + ac, i + stride)) };
+    if (space === 2 && mem32 === undefined) mem32 = w;
+    if (space >= 2) pciWindows.push(w);
   }
   const im = cells(prop(pcie, 'iommu-map'));
   const iommuMap: { ridBase: number; sidBase: number; length: number }[] = [];
   for (let i = 0; i + 4 <= im.length; i += 4) iommuMap.push({ ridBase: im[i] as number, sidBase: im[i + 2] as number, length: im[i + 3] as number });
   if (ram === undefined || smmu === undefined || ecam === undefined || mem32 === undefined) throw new Error('incomplete board description');
-  return { ram, smmu, ecam, busBase: busRange[0] ?? 0, mem32, iommuMap };
+  return { ram, smmu, ecam, busBase: busRange[0] ?? 0, mem32, pciWindows, iommuMap };
 }
 
 /** StreamID of a requester ID through `iommu-map`; undefined when unmapped. */

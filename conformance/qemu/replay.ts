@@ -18,7 +18,7 @@ import { type DecodedEvent, EVENT_CLASS_TT, decodeEvent } from '../../impl/arch/
 import { REG, decodeAidr, decodeIdr0, decodeIdr1, decodeIdr3, decodeIdr5, decodeIidr } from '../../impl/arch/smmu/registers.js';
 import { type SteFields } from '../../impl/arch/smmu/ste.js';
 import { type U64, u64 } from '../../impl/arch/u64.js';
-import { type SmmuFeatures, Smmu } from '../../impl/hw/smmu/index.js';
+import { type SmmuFeatures, type SmmuMode, Smmu } from '../../impl/hw/smmu/index.js';
 import { type IdRegisters, type QemuBoard } from './board.js';
 import { hex, hex64, parseBytes, parseOkHex32 } from './qtest.js';
 import { type Op, type Trace } from './trace.js';
@@ -34,10 +34,12 @@ export interface DiffEnv {
   readonly reservedTop: number;
   readonly sids: readonly number[];
   readonly ids: IdRegisters;
+  /** PCI memory windows: a device read there that no BAR claims returns all ones (PCI master abort). */
+  readonly pciWindows: readonly { readonly base: number; readonly size: number }[];
 }
 
 export function envOf(board: QemuBoard): DiffEnv {
-  return { smmuBase: board.facts.smmu.base, ram: board.facts.ram, reservedTop: 2 * PAGE, sids: board.edus.map((e) => e.sid), ids: board.ids };
+  return { smmuBase: board.facts.smmu.base, ram: board.facts.ram, reservedTop: 2 * PAGE, sids: board.edus.map((e) => e.sid), ids: board.ids, pciWindows: board.facts.pciWindows };
 }
 
 /** The model's features from QEMU's ID registers (smmuv3-arch.md §1.2–§1.5, §1.10). */
@@ -220,12 +222,12 @@ export interface ModelMachine {
   readonly smmu: Smmu;
 }
 
-export function newModel(env: DiffEnv): ModelMachine {
+export function newModel(env: DiffEnv, mode: SmmuMode = 'permissive'): ModelMachine {
   const memory = new PhysicalMemory([
     { name: 'smmu', kind: 'mmio', base: env.smmuBase, size: 0x2_0000 },
     { name: 'ram', kind: 'ram', base: env.ram.base, size: env.ram.size - env.reservedTop },
   ]);
-  const smmu = new Smmu(memory, { base: env.smmuBase, mode: 'permissive', features: featuresFromIds(env.ids) });
+  const smmu = new Smmu(memory, { base: env.smmuBase, mode, features: featuresFromIds(env.ids) });
   return { memory, smmu };
 }
 
@@ -253,8 +255,9 @@ function hexBytes(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
-export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
-  const m = newModel(env);
+/** `mode` is 'permissive' for the comparison; 'strict' only to show that the harness finds and shrinks differences. */
+export function replayOnModel(trace: Trace, env: DiffEnv, mode: SmmuMode = 'permissive'): ModelRun {
+  const m = newModel(env, mode);
   const { memory, smmu } = m;
   const obs: Obs[] = [];
   const xfers = new Map<number, ModelXfer>();
@@ -272,7 +275,9 @@ export function replayOnModel(trace: Trace, env: DiffEnv): ModelRun {
         written.add(r.pa - (r.pa % PAGE));
       } else {
         const v = memory.read32(r.pa);
-        buffers[dev] = v === READ_ABORT ? 0 : v;
+        // No RAM there: unassigned space reads as zero (QEMU 10.0.2 system/memory.c:1341-1347),
+        // a PCI window without a BAR as all ones (PCI master abort); the edu BARs are never DMA targets.
+        buffers[dev] = v !== READ_ABORT ? v : env.pciWindows.some((w) => r.pa >= w.base && r.pa < w.base + w.size) ? 0xffff_ffff : 0;
       }
       return { pa: r.pa, reason: '', permissionOnHit: false };
     }

@@ -10,6 +10,7 @@
  * its caches on SMMUEN or CR0 writes), the edu buffers reloaded with zeros, and the queue and
  * table registers back to 0.
  */
+import { type SmmuMode } from '../../impl/hw/smmu/index.js';
 import { type Command, encodeCommand } from '../../impl/arch/smmu/commands.js';
 import { CR0_CMDQEN, REG } from '../../impl/arch/smmu/registers.js';
 import { type BoardOptions, QemuBoard } from './board.js';
@@ -61,7 +62,10 @@ export class QemuSession {
   starts = 0;
   cases = 0;
 
-  constructor(private readonly options: BoardOptions = {}) {}
+  constructor(
+    private readonly options: BoardOptions = {},
+    private readonly modelMode: SmmuMode = 'permissive',
+  ) {}
 
   async env(): Promise<DiffEnv> {
     return envOf(await this.ensure());
@@ -86,7 +90,7 @@ export class QemuSession {
     const board = await this.ensure();
     this.cases++;
     const env = envOf(board);
-    const model = replayOnModel(trace, env);
+    const model = replayOnModel(trace, env, this.modelMode);
     let result: CaseResult;
     try {
       const q = await replayOnQemu(board, trace, model);
@@ -99,18 +103,22 @@ export class QemuSession {
     if (result.status === 'differ' || trace.twoLevel || model.gerrorTouched) {
       board.close();
       this.board = undefined;
-    } else {
-      await this.reset(board, model.dirty);
+    } else if (!(await this.reset(board, model.dirty))) {
+      board.close();
+      this.board = undefined;
     }
     return result;
   }
 
-  private async reset(board: QemuBoard, dirty: readonly number[]): Promise<void> {
+  /** Puts QEMU back to a fresh model's state; false when only a restart can. */
+  private async reset(board: QemuBoard, dirty: readonly number[]): Promise<boolean> {
     const c = board.client;
     const s = board.facts.smmu.base;
     const reg = (name: keyof typeof REG): number => s + REG[name];
     const scratch = board.idleLoopPage - 0x1000;
-    await c.batch([`writel ${hex(reg('CR0'))} 0x0`, `writel ${hex(reg('GBPA'))} ${hex(GBPA_BYPASS_UPDATE)}`]);
+    const [gerror] = await c.batch([`readl ${hex(reg('GERROR'))}`, `writel ${hex(reg('CR0'))} 0x0`, `writel ${hex(reg('GBPA'))} ${hex(GBPA_BYPASS_UPDATE)}`]);
+    // A global error the model did not see (after a known deviation the two sides diverge): only a fresh QEMU has GERROR = 0 again.
+    if (parseOkHex32(gerror as string) !== 0) return false;
     const lines = dirty.map((p) => `memset ${hex(p)} 0x1000 0x0`);
     // A private command queue of 4 entries in the scratch page.
     const cmds: Command[] = [{ kind: 'CFGI_ALL', ssec: false, sid: 0 }, { kind: 'TLBI_NSNH_ALL' }, { kind: 'CMD_SYNC', cs: 0, msh: 0, msiattr: 0, msidata: 0, msiaddr: 0 }];
@@ -132,6 +140,7 @@ export class QemuSession {
     const zero32 = ['CR1', 'CR2', 'IRQ_CTRL', 'STRTAB_BASE_CFG', 'CMDQ_PROD', 'CMDQ_CONS', 'EVTQ_PROD', 'EVTQ_CONS'] as const;
     const zero64 = ['STRTAB_BASE', 'CMDQ_BASE', 'EVTQ_BASE'] as const;
     await c.batch([...zero32.map((n) => `writel ${hex(reg(n))} 0x0`), ...zero64.map((n) => `writeq ${hex(reg(n))} 0x0`)]);
+    return true;
   }
 
   close(): void {

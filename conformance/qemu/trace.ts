@@ -92,9 +92,23 @@ export function formatOp(op: Op): string {
     .exhaustive();
 }
 
-/** Consecutive RAM stores are folded into one line per run in the printed form. */
-export function formatTrace(trace: Trace, mark?: number): string[] {
+/** The printed form; runs of more than `fold` consecutive RAM stores are folded into one line (the marked op is never folded). */
+export function formatTrace(trace: Trace, mark?: number, fold = 4): string[] {
   const lines: string[] = [];
-  trace.ops.forEach((op, i) => lines.push(`${i === mark ? '>>' : '  '}${String(i).padStart(4)}  ${formatOp(op)}`));
+  const ops = trace.ops;
+  for (let i = 0; i < ops.length; ) {
+    let j = i;
+    while (j < ops.length && ops[j]?.t === 'mem64' && j !== mark) j++;
+    if (j - i > fold) {
+      const a = ops[i] as Extract<Op, { t: 'mem64' }>;
+      const b = ops[j - 1] as Extract<Op, { t: 'mem64' }>;
+      lines.push(`  ${String(i).padStart(4)}  mem64 × ${j - i} (ops ${i}–${j - 1}, [${h(a.pa)}] … [${h(b.pa)}])`);
+      i = j;
+      continue;
+    }
+    const end = Math.max(j, i + 1);
+    for (let k = i; k < end; k++) lines.push(`${k === mark ? '>>' : '  '}${String(k).padStart(4)}  ${formatOp(ops[k] as Op)}`);
+    i = end;
+  }
   return lines;
 }
