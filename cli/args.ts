@@ -21,7 +21,8 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
     }
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-    const kind = spec[name];
+    // Own properties only: --constructor or --__proto__ is an unknown option, not a prototype member.
+    const kind = Object.hasOwn(spec, name) ? spec[name] : undefined;
     if (kind === undefined) return { ok: false, error: `unknown option --${name}` };
     if (kind === 'flag') {
       if (eq >= 0) return { ok: false, error: `--${name} takes no value` };
@@ -47,4 +48,10 @@ export function intOption(values: ReadonlyMap<string, string>, name: string, min
   if (raw === undefined) return { ok: true, value: undefined };
   if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) return { ok: false, error: `--${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}` };
   return { ok: true, value: Number(raw) };
+}
+
+/** The first error, and how many more there are: a rejection is one line. */
+export function oneLine(errors: readonly string[]): string {
+  const first = (errors[0] ?? 'bad input').replace(/[\r\n]+/g, ' ');
+  return errors.length > 1 ? `${first} (and ${errors.length - 1} more)` : first;
 }

@@ -117,7 +117,7 @@ describe('replay CLI', () => {
     const corpusFile = listCorpusFiles().find((f) => f.includes('no-host-tlbi-on-donation'))!;
     expect(main([corpusFile])).toBe(1);
     const text = out.join('\n');
-    expect(text).toMatch(/^corpus file: design v6, test-only injected bug no-host-tlbi-on-donation; expected verdict: violates host_cpu_isolation/);
+    expect(text).toMatch(/^corpus file: design v6-posted, test-only injected bug no-host-tlbi-on-donation; expected verdict: violates host_cpu_isolation/);
     expect(text).toMatch(/expected verdict \(violates host_cpu_isolation\): holds/);
     out = [];
     const passing = listCorpusFiles().find((f) => f.endsWith('mmio-donation.json'))!;

@@ -7,17 +7,18 @@
  * "config"?: machine }`) or a corpus file (conformance/corpus-format.ts; its design and test-only
  * bug are applied). Exit 0 clean, 1 mismatch or violation, 2 usage error or a bad file.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdictOf } from '../conformance/corpus-format.js';
 import { entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
 import { retName } from '../conformance/names.js';
 import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
-import { decodeMachine, decodeOperations, decodeSchedule } from '../properties/codecs.js';
+import { readJsonInput } from '../conformance/input-file.js';
+import { decodeMachine, decodeOperations, decodeSchedule, shortJson } from '../properties/codecs.js';
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
 import { type RunOptions, type ScheduledHardware } from '../properties/runner.js';
 import { renderTimeline } from '../reports/timeline.js';
-import { parseArgs } from './args.js';
+import { oneLine, parseArgs } from './args.js';
 
 const USAGE = `usage: npm run replay -- FILE.json [--json] [--html OUT.html] [--brief]
 
@@ -38,36 +39,35 @@ export interface ReplayInput {
   readonly corpus?: CorpusEntry;
 }
 
-/** Reads and validates a replay or corpus file; errors are user-facing lines. */
+const REPLAY_KEYS = ['operations', 'config', 'schedule', 'description'];
+
+/** Reads and validates a replay or corpus file; the error is one user-facing line. */
 export function loadReplayFile(path: string): { ok: true; input: ReplayInput } | { ok: false; errors: string[] } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    return { ok: false, errors: [`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`] };
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    return { ok: false, errors: [`${path} is not valid JSON: ${(e as Error).message}`] };
-  }
+  const read = readJsonInput(path);
+  if (read.ok === 'missing') return { ok: false, errors: [`cannot read ${path}: ENOENT`] };
+  if (!read.ok) return { ok: false, errors: [read.error] };
+  const json = read.json;
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, errors: [`${path}: expected an object with an "operations" array`] };
-  if ('format' in json) {
+  const field = (key: string): unknown => (Object.hasOwn(json, key) ? (json as Record<string, unknown>)[key] : undefined);
+  if (Object.hasOwn(json, 'format')) {
     const entry = decodeCorpusEntry(json);
     if (!entry.ok) return { ok: false, errors: entry.errors.map((e) => `${path}: ${e}`) };
     return { ok: true, input: { operations: entry.value.operations, machine: entry.value.config, corpus: entry.value } };
   }
-  const ops = decodeOperations((json as { operations?: unknown }).operations);
+  const extra = Object.keys(json).find((k) => !REPLAY_KEYS.includes(k));
+  if (extra !== undefined) return { ok: false, errors: [`${path}: ${extra}: no field "${extra}" in a replay file (the fields are ${REPLAY_KEYS.join(', ')}; a corpus file has "format": 1)`] };
+  const description = field('description');
+  if (description !== undefined && typeof description !== 'string') return { ok: false, errors: [`${path}: description: expected a string, got ${shortJson(description)}`] };
+  const ops = decodeOperations(field('operations'));
   if (!ops.ok) return { ok: false, errors: ops.errors.map((e) => `${path}: ${e}`) };
   let machine = defaultMachine();
-  const config = (json as { config?: unknown }).config;
+  const config = field('config');
   if (config !== undefined) {
     const m = decodeMachine(config);
     if (!m.ok) return { ok: false, errors: m.errors.map((e) => `${path}: config.${e}`) };
     machine = m.value;
   }
-  const scheduleJson = (json as { schedule?: unknown }).schedule;
+  const scheduleJson = field('schedule');
   const schedule = scheduleJson === undefined ? undefined : decodeSchedule(scheduleJson);
   if (schedule !== undefined && !schedule.ok) return { ok: false, errors: schedule.errors.map((e) => `${path}: ${e}`) };
   return { ok: true, input: { operations: ops.value, machine, ...(schedule === undefined ? {} : { schedule: schedule.value }) } };
@@ -92,9 +92,15 @@ export function main(argv: string[], options: RunOptions = {}): number {
     return 2;
   }
   const file = args.positional[0] as string;
+  const htmlOut = args.values.get('html');
+  // Writing to a FIFO would block until someone reads it, to a device would never be a timeline.
+  if (htmlOut !== undefined && existsSync(htmlOut) && !statSync(htmlOut).isFile()) {
+    console.error(`--html: ${htmlOut} exists and is not a regular file\n${USAGE}`);
+    return 2;
+  }
   const loaded = loadReplayFile(file);
   if (!loaded.ok) {
-    for (const e of loaded.errors) console.error(e);
+    console.error(oneLine(loaded.errors));
     return 2;
   }
   const { operations, machine, corpus, schedule } = loaded.input;
@@ -132,7 +138,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
       title: `replay of ${file}`,
       source: file,
       machine: machineLabel(machine),
-      design: corpus?.design ?? 'v6',
+      design: corpus?.design ?? 'v6-posted',
       ...(corpus?.bug === undefined ? {} : { bug: corpus.bug }),
       ...(corpus === undefined ? {} : { expect: verdictText(corpus) }),
     });
@@ -147,4 +153,12 @@ export function main(argv: string[], options: RunOptions = {}): number {
   return violations.length === 0 ? 0 : 1;
 }
 
-if (process.argv[1] !== undefined && /replay\.[jt]s$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] !== undefined && /replay\.[jt]s$/.test(process.argv[1])) {
+  // As verify and report do: whatever escapes is one line and exit 2, never exit 1 ("violation").
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`replay failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 2;
+  }
+}

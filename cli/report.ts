@@ -4,18 +4,19 @@
  * or merged from `verify` shard results with --merge DIR. Exit 0 when everything is as expected,
  * 1 when a property, a bug or a known finding is not, 2 for a usage error or a bad input file.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CampaignResult, decodeCampaignResult } from '../conformance/campaign-result.js';
 import { CORPUS_DIR } from '../conformance/corpus.js';
+import { readJsonInput } from '../conformance/input-file.js';
 import { machineNames, namedMachine } from '../conformance/machines.js';
 import { parseSeed } from '../conformance/seeds.js';
 import { readBenchFigures } from '../reports/bench.js';
 import { buildReport, overallVerdict } from '../reports/build.js';
 import { readCoverageSummary } from '../reports/coverage.js';
 import { renderSummary, reportJson } from '../reports/summary.js';
-import { intOption, parseArgs } from './args.js';
+import { intOption, oneLine, parseArgs } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The SMMU machine with an ATS device, so that every DMA property has something to hold or break
@@ -32,7 +33,8 @@ const USAGE = `usage: npm run report -- [options]
   --no-bugs          no bug campaigns (bug results found under --merge are still shown)
   --machine NAME     ${machineNames().join(' | ')} (default ${DEFAULTS.machine});
                      on a machine with an SMMU the steps that reach the known findings are left
-                     out of the campaigns, and the findings are reproduced apart
+                     out of the campaigns, and the findings are reproduced apart (the isolation
+                     ones and the host-can-panic-the-hypervisor ones in tables of their own)
   --max-ops N        operations per generated sequence at most (default ${DEFAULTS.maxOps})
   --coverage FILE    vitest json-summary (default coverage/coverage-summary.json, from npm run coverage)
   --bench FILE       output of npm run bench -- --json (default reports/out/bench.json)
@@ -42,31 +44,57 @@ const USAGE = `usage: npm run report -- [options]
 
 exit code: 0 everything as expected, 1 a property, bug or known-finding verdict is not, 2 usage error or bad input`;
 
-function listJson(dir: string): string[] {
+/** More directory entries than a results tree ever has: --merge was given a wrong directory (`/`). */
+const MAX_MERGE_ENTRIES = 100_000;
+
+function listJson(dir: string): string[] | { error: string } {
   const out: string[] = [];
-  const walk = (d: string) => {
+  let entries = 0;
+  const walk = (d: string): boolean => {
     for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.isFile() && e.name.endsWith('.json')) out.push(join(d, e.name));
+      if (++entries > MAX_MERGE_ENTRIES) return false;
+      if (e.isDirectory()) {
+        if (!walk(join(d, e.name))) return false;
+      } else if (e.isFile() && e.name.endsWith('.json')) out.push(join(d, e.name));
     }
+    return true;
   };
-  walk(dir);
-  return out;
+  return walk(dir) ? out : { error: `more than ${MAX_MERGE_ENTRIES} files and directories under ${dir}: not a directory of campaign results` };
 }
+
+/** Why `dir` is not a directory one can list, or undefined. */
+function directoryError(dir: string): string | undefined {
+  try {
+    return statSync(dir).isDirectory() ? undefined : `${dir} is not a directory`;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `${dir} does not exist` : `cannot read ${dir}: ${code ?? String(e)}`;
+  }
+}
+
+/** More result files than a CI matrix ever writes: a wrong directory. */
+export const MAX_RESULT_FILES = 10_000;
 
 /** Reads every shard result under `dir`; a bad file is an error naming the file and field. */
 export function readShardResults(dir: string): { ok: true; results: CampaignResult[] } | { ok: false; errors: string[] } {
-  if (!existsSync(dir)) return { ok: false, errors: [`--merge: ${dir} does not exist`] };
+  const dirError = directoryError(dir);
+  if (dirError !== undefined) return { ok: false, errors: [`--merge: ${dirError}`] };
   const results: CampaignResult[] = [];
   const seen = new Map<string, string>();
-  for (const file of listJson(dir)) {
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (e) {
-      return { ok: false, errors: [`${file}: not valid JSON: ${(e as Error).message}`] };
-    }
-    const r = decodeCampaignResult(file, json);
+  let files: string[];
+  try {
+    const listed = listJson(dir);
+    if (!Array.isArray(listed)) return { ok: false, errors: [`--merge: ${listed.error}`] };
+    files = listed;
+  } catch (e) {
+    return { ok: false, errors: [`--merge: cannot list ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`] };
+  }
+  for (const file of files) {
+    if (results.length >= MAX_RESULT_FILES) return { ok: false, errors: [`--merge: more than ${MAX_RESULT_FILES} result files under ${dir}`] };
+    const read = readJsonInput(file);
+    if (read.ok === 'missing') return { ok: false, errors: [`cannot read ${file}: ENOENT`] };
+    if (!read.ok) return { ok: false, errors: [read.error] };
+    const r = decodeCampaignResult(file, read.json);
     if (!r.ok) return r;
     const v = r.value;
     const key = `${v.design}/${v.bug}/${v.machine}/${v.maxOps}/${v.baseSeed}/${v.shard.index}/${v.shard.count}/${v.budget.runs}`;
@@ -120,7 +148,7 @@ export async function main(argv: readonly string[], io: ReportIo = { log: (l) =>
   if (mergeDir !== undefined) {
     const r = readShardResults(mergeDir);
     if (!r.ok) {
-      for (const e of r.errors) io.error(e);
+      io.error(oneLine(r.errors));
       return 2;
     }
     results = r.results;
@@ -128,19 +156,20 @@ export async function main(argv: readonly string[], io: ReportIo = { log: (l) =>
   const coveragePath = v.get('coverage') ?? join(ROOT, 'coverage', 'coverage-summary.json');
   const coverage = readCoverageSummary(coveragePath, ROOT);
   if (coverage.ok === false) {
-    for (const e of coverage.errors) io.error(e);
+    io.error(oneLine(coverage.errors));
     return 2;
   }
   if (coverage.ok === 'missing' && v.has('coverage')) return usage(`--coverage: ${coveragePath} does not exist`);
   const benchPath = v.get('bench') ?? join(ROOT, 'reports', 'out', 'bench.json');
   const bench = readBenchFigures(benchPath);
   if (bench.ok === false) {
-    for (const e of bench.errors) io.error(e);
+    io.error(oneLine(bench.errors));
     return 2;
   }
   if (bench.ok === 'missing' && v.has('bench')) return usage(`--bench: ${benchPath} does not exist`);
   const corpusDir = v.get('corpus') ?? CORPUS_DIR;
-  if (!existsSync(corpusDir)) return usage(`--corpus: ${corpusDir} does not exist`);
+  const corpusError = directoryError(corpusDir);
+  if (corpusError !== undefined) return usage(`--corpus: ${corpusError}`);
 
   const data = await buildReport({
     source: results === undefined || mergeDir === undefined ? { kind: 'run', machine, seed, runs: runs.value ?? DEFAULTS.runs, maxOps: maxOps.value ?? DEFAULTS.maxOps } : { kind: 'merge', dir: mergeDir, results },

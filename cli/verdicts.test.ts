@@ -32,8 +32,8 @@ describe('verdicts CLI', () => {
     const r = run(['--json', '--runs', '2', '--max-ops', '8']);
     const json = JSON.parse(r.out) as { verdicts: unknown[]; costs: unknown[]; budget: { runs: number } };
     expect(json.budget.runs).toBe(2);
-    expect(json.verdicts).toHaveLength(35); // 7 variants × 5 machines
-    expect(json.costs).toHaveLength(35);
+    expect(json.verdicts).toHaveLength(40); // 8 variants (v6-posted, v6-hardened and its 6 variants) × 5 machines
+    expect(json.costs).toHaveLength(40);
     expect([0, 1]).toContain(r.code);
   });
 });

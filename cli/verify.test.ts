@@ -8,6 +8,7 @@ import { decodeCampaignResult } from '../conformance/campaign-result.js';
 import { decodeCorpusEntry } from '../conformance/corpus-format.js';
 import { replayEntry } from '../conformance/corpus.js';
 import { clockSeed } from '../conformance/seeds.js';
+import { KNOWN_FINDINGS } from '../properties/known-findings.js';
 import { type VerifyIo, main } from './verify.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -39,7 +40,7 @@ describe('verify CLI', () => {
       [['--seed', 'abc'], /--seed: expected an integer in \[0, 2\^32\)/],
       [['--machine', 'huge'], /--machine: expected one of default, small, small-smmu, small-smmu-no-ats, small-smmu-hide-ats, small-smmu-tight-s2-pool, got "huge"/],
       [['--bug', 'nope'], /--bug: unknown bug "nope" \(known: no-host-tlbi-on-donation/],
-      [['--design', 'v9'], /--design: unknown design "v9" \(known: v6, v6-hide-ats, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated\)/],
+      [['--design', 'v9'], /--design: unknown design "v9" \(known: v6-posted, v6-hardened, v6-hide-ats, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated\)/],
       [['--runs', 'many'], /--runs: expected an integer in \[1, 1000000000\], got "many"/],
       [['--time', '0'], /--time: expected a number of seconds > 0/],
       [['--frobnicate'], /unknown option --frobnicate/],
@@ -55,34 +56,52 @@ describe('verify CLI', () => {
     const help = io();
     expect(await main(['--help'], help)).toBe(0);
     expect(help.text()).toMatch(/--shard i\/n/);
+    // The help lists every known finding, the panic ones marked as such.
+    for (const f of KNOWN_FINDINGS) expect(help.text()).toContain(f.name);
+    expect(help.text()).toMatch(/filtered-host-command-panics \(host can panic the hypervisor\)/);
+    expect(help.text()).toMatch(/v4-hook-placement-misses-guest-donation \(dma_isolation\)/);
   });
 
   it('runs a clean campaign: seed, verdicts, result file, exit 0', async () => {
+    // The default design (v6-posted) on a machine without an SMMU: nothing of the posted SMMU driver is reached.
     const d = dirs();
     const x = io();
     expect(await main(['--runs', '5', '--seed', '5', '--machine', 'small', '--max-ops', '15', ...d.args], x)).toBe(0);
     const text = x.text();
-    expect(text).toMatch(/^verify: design v6, machine small, up to 15 operations per run, 5 runs, shard 1\/1/);
-    expect(text).toMatch(/seed 5; repeat with: npm run verify -- --seed 5 --machine small --design v6 --max-ops 15 --runs 5/);
+    expect(text).toMatch(/^verify: design v6-posted, machine small, up to 15 operations per run, 5 runs, shard 1\/1/);
+    expect(text).toMatch(/seed 5; repeat with: npm run verify -- --seed 5 --machine small --design v6-posted --max-ops 15 --runs 5/);
     expect(text).toMatch(/refinement_ret +holds/);
     expect(text).toMatch(/pool_accounting +holds/);
     const files = readdirSync(d.results);
-    expect(files).toEqual(['v6-small-seed5-shard1of1.json']);
+    expect(files).toEqual(['v6-posted-small-seed5-shard1of1.json']);
     const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, files[0] as string), 'utf8')));
     expect(result.ok && result.value.runs).toBe(5);
     expect(existsSync(d.corpus)).toBe(false);
   });
 
-  it('--skip-known-findings leaves the known findings\u2019 steps out, says so, and repeats with the flag', async () => {
-    // Seed 101 on this machine reaches the MMIO-donation finding at run 20.
+  it('--skip-known-findings leaves the known findings\u2019 steps out, ends runs silently at known panic sites, says so, and repeats with the flag', async () => {
+    // Seed 101 on this machine, default design v6-posted: the v4 hook placement finding
+    // (host_donate_guest, dma_isolation) at run 1, and host panics (a reserved command stopping
+    // the hyp queue: host-command-stops-hyp-queue) from run 4 on.
     const base = ['--runs', '21', '--seed', '101', '--machine', 'small-smmu-no-ats'];
     const withFindings = io();
     expect(await main([...base, ...dirs().args], withFindings)).toBe(1);
     expect(withFindings.text()).toMatch(/dma_isolation +VIOLATED/);
+    expect(withFindings.text()).toMatch(/no_host_triggered_panic +VIOLATED/);
+    expect(withFindings.text()).not.toMatch(/known panics/);
     const skipping = io();
-    expect(await main([...base, '--skip-known-findings', ...dirs().args], skipping)).toBe(0);
+    const d = dirs();
+    expect(await main([...base, '--skip-known-findings', ...d.args], skipping)).toBe(0);
     expect(skipping.text()).toMatch(/, without the known findings' steps\n/);
     expect(skipping.text()).toMatch(/repeat with: npm run verify -- .* --runs 21 --skip-known-findings/);
+    expect(skipping.text()).toMatch(/no_host_triggered_panic +holds/);
+    // A run that reaches a known panic site ends there silently, and is counted as a known panic.
+    expect(skipping.text()).toMatch(/violations 0 {2}known panics 1 {2}\[21\/21 runs\]/);
+    expect(skipping.text()).toMatch(/known panics: 1 of 21 runs ended at a known finding's WARN site/);
+    const [file] = readdirSync(d.results);
+    const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, file as string), 'utf8')));
+    expect(result.ok && result.value.panics).toBe(1);
+    expect(result.ok && result.value.failedRuns).toBe(0);
   });
 
   it('--interleave runs each sequence with a hardware schedule, says so, records it and repeats with the flag', async () => {
@@ -113,7 +132,7 @@ describe('verify CLI', () => {
     const files = readdirSync(d.corpus);
     expect(files).toHaveLength(1);
     const path = join(d.corpus, files[0] as string);
-    expect(files[0]).toMatch(/^v6-unshare-pinned-wrong-errno-refinement_ret-[0-9a-f]{8}\.json$/);
+    expect(files[0]).toMatch(/^v6-posted-unshare-pinned-wrong-errno-refinement_ret-[0-9a-f]{8}\.json$/);
     expect(x.text()).toContain(`npm run replay -- ${path}`);
     expect(x.text()).toMatch(/injected bug unshare-pinned-wrong-errno: caught by refinement_ret/);
     const entry = decodeCorpusEntry(JSON.parse(readFileSync(path, 'utf8')));
@@ -140,12 +159,13 @@ describe('verify CLI', () => {
     const d = dirs();
     for (const shard of ['1/2', '2/2']) expect(await main(['--runs', '5', '--seed', '9', '--machine', 'small', '--max-ops', '8', '--shard', shard, ...d.args], io())).toBe(0);
     const files = readdirSync(d.results).sort();
-    expect(files).toEqual(['v6-small-seed9-shard1of2.json', 'v6-small-seed9-shard2of2.json']);
+    expect(files).toEqual(['v6-posted-small-seed9-shard1of2.json', 'v6-posted-small-seed9-shard2of2.json']);
     const runs = files.map((f) => (JSON.parse(readFileSync(join(d.results, f), 'utf8')) as { runs: number }).runs);
     expect(runs).toEqual([3, 2]);
   });
 
-  it('stops cleanly on Ctrl-C and keeps what it found', async () => {
+  // SIGTERM (a CI timeout, `kill`) behaves as Ctrl-C does.
+  it.each(['SIGINT', 'SIGTERM'] as const)('stops cleanly on %s and keeps what it found', async (signal) => {
     const d = dirs();
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'verify.ts'), '--time', '60', '--machine', 'small', '--seed', '4', ...d.args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -161,13 +181,15 @@ describe('verify CLI', () => {
       }, 50);
     });
     const started = Date.now();
-    child.kill('SIGINT');
+    child.kill(signal);
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(code, err).toBe(0);
     expect(err).toMatch(/interrupted: finishing the current run/);
     expect(out).toMatch(/stopped by interrupt/);
-    const result = JSON.parse(readFileSync(join(d.results, 'v6-small-seed4-shard1of1.json'), 'utf8')) as { stoppedBy: string; runs: number };
+    // The last progress line, with the resident memory (a long run's health).
+    expect(out).toMatch(/runs \d+ {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}\[\d+\/60 s\] {2}rss \d+ MiB/);
+    const result = JSON.parse(readFileSync(join(d.results, 'v6-posted-small-seed4-shard1of1.json'), 'utf8')) as { stoppedBy: string; runs: number };
     expect(result.stoppedBy).toBe('interrupt');
     expect(result.runs).toBeGreaterThan(0);
   });

@@ -5,20 +5,21 @@
  * counterexample is shrunk and written to conformance/corpus/new/ as a corpus file. Exit 0 clean,
  * 1 violation, 2 usage error.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CampaignProgress, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
+import { type CampaignProgress, type CampaignSpec, type FoundCounterexample, campaignRunOptions, findBug, runCampaign } from '../conformance/campaign.js';
 import { type CampaignResult, resultText } from '../conformance/campaign-result.js';
-import { type CorpusEntry, CORPUS_FORMAT, encodeCorpusEntry } from '../conformance/corpus-format.js';
+import { type CorpusEntry, CORPUS_FORMAT, bugMachineError, encodeCorpusEntry } from '../conformance/corpus-format.js';
 import { CORPUS_DIR, listCorpusFiles } from '../conformance/corpus.js';
 import { DEFAULT_DESIGN, designNames, findDesign } from '../conformance/designs.js';
 import { machineNames, namedMachine } from '../conformance/machines.js';
 import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
+import { type MachineConfig } from '../properties/machine.js';
 import { runOperations } from '../properties/runner.js';
-import { KNOWN_FINDINGS, notAKnownFinding } from '../properties/known-findings.js';
+import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -38,8 +39,10 @@ const USAGE = `usage: npm run verify -- [options]
   --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
   --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
                        the yield points of its steps, to find races inside hypercalls
-  --skip-known-findings  leave out the generated steps that reach a known finding
-                       (${KNOWN_FINDINGS.map((f) => f.name).join(', ')}), to hunt for new ones
+  --skip-known-findings  leave out the generated steps that reach a known finding, and end a
+                       run silently at a known finding's WARN site (counted as a known panic),
+                       to hunt for new ones; the known findings:
+${KNOWN_FINDINGS.map((f) => `                         ${f.name} (${f.check === 'no_host_triggered_panic' ? 'host can panic the hypervisor' : f.check})`).join('\n')}
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
@@ -55,7 +58,7 @@ export interface Output {
 export interface VerifyIo {
   readonly out: Output;
   readonly err: Output;
-  /** Install a SIGINT handler (the CLI does; tests drive `shouldStop` instead). */
+  /** Install SIGINT and SIGTERM handlers (the CLI does; tests drive `shouldStop` instead). */
   readonly handleSigint?: boolean;
   readonly shouldStop?: () => boolean;
   /** Wall clock for the default seed and the provenance date. */
@@ -96,6 +99,12 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   if (namedMachine(machineName) === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
   const bug = v.get('bug');
   if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${ALL_BUGS.map((b) => b.name).join(', ')})` };
+  const bugError = bug === undefined ? undefined : bugMachineError(bug, namedMachine(machineName) as MachineConfig);
+  if (bugError !== undefined) return { ok: false, error: `--bug: ${bugError}: use --machine with an SMMU` };
+  for (const dirOption of ['corpus-dir', 'results-dir']) {
+    const dir = v.get(dirOption);
+    if (dir !== undefined && existsSync(dir) && !statSync(dir).isDirectory()) return { ok: false, error: `--${dirOption}: ${dir} is not a directory` };
+  }
   const runs = intOption(v, 'runs', 1, 1e9);
   if (!runs.ok) return runs;
   const maxOps = intOption(v, 'max-ops', 1, 1000);
@@ -141,6 +150,23 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   };
 }
 
+/** The campaign's spec (also used to replay a counterexample with the same run options). */
+function campaignSpec(s: Settings, machine: NonNullable<ReturnType<typeof namedMachine>>): CampaignSpec {
+  return {
+    design: s.design,
+    machineName: s.machineName,
+    machine,
+    maxOps: s.maxOps,
+    baseSeed: s.seed,
+    shard: s.shard,
+    ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }),
+    ...(s.bug === undefined ? {} : { bug: s.bug }),
+    ...(s.interleave ? { interleave: true } : {}),
+    // A run that reaches a known panic site ends there silently (counted as a known panic).
+    ...(s.skipKnownFindings ? { knownPanicSites: knownPanicSites() } : {}),
+  };
+}
+
 /** The command line that repeats this campaign exactly (seed made explicit). */
 export function campaignCommand(s: Settings): string {
   const parts = ['npm run verify --', `--seed ${s.seed}`, `--machine ${s.machineName}`, `--design ${s.design}`, `--max-ops ${s.maxOps}`];
@@ -161,7 +187,9 @@ function progressText(p: CampaignProgress, s: Settings): string {
   const secs = p.elapsedMs / 1000;
   const budget = s.runs !== undefined ? `${p.runs}/${Math.ceil((s.runs - (s.shard.index - 1)) / s.shard.count)} runs` : `${secs.toFixed(0)}/${s.timeSeconds} s`;
   const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
-  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}  [${budget}]`;
+  const known = s.skipKnownFindings ? `  known panics ${p.knownPanics}` : '';
+  // Resident memory, so that a long campaign shows its health (README "Campaigns").
+  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}  [${budget}]  rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`;
 }
 
 /** Writes a counterexample as a corpus file, unless the corpus has it already; returns its path. */
@@ -175,7 +203,7 @@ function writeCounterexample(c: FoundCounterexample, s: Settings, now: Date, cor
     say(`counterexample for ${c.check} (${c.operations.length} operations) is already in the corpus: ${display(existing)}`);
     return display(existing);
   }
-  const replayed = runOperations(machine, c.operations, campaignRunOptions({ design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.bug === undefined ? {} : { bug: s.bug }) }, c.schedule === undefined ? {} : { schedule: c.schedule }));
+  const replayed = runOperations(machine, c.operations, campaignRunOptions(campaignSpec(s, machine), c.schedule === undefined ? {} : { schedule: c.schedule }));
   const message = replayed.steps.flatMap((st) => st.violations).find((v) => v.check === c.check)?.message ?? c.check;
   const description = (bug !== undefined ? `${bug.description}; caught by ${c.check}` : `${c.check}: ${message}`).replace(/\s+/g, ' ').slice(0, 300);
   const entry: CorpusEntry = {
@@ -245,18 +273,21 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
 
   let stop = false;
   let interrupts = 0;
-  const onSigint = () => {
+  // SIGTERM (a CI timeout, kill) is Ctrl-C: finish the run, write what was found; a second one quits.
+  const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
-    if (interrupts > 1) process.exit(130);
+    if (interrupts > 1) process.exit(signal === 'SIGTERM' ? 143 : 130);
     stop = true;
-    io.err.write('\ninterrupted: finishing the current run and writing what was found (Ctrl-C again to quit at once)\n');
+    io.err.write(`\ninterrupted: finishing the current run and writing what was found (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to quit at once)\n`);
   };
-  if (io.handleSigint === true) process.on('SIGINT', onSigint);
+  if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, onSignal);
 
   const tty = io.out.isTTY === true;
   let lastLine = 0;
   let progressShown = false;
+  let knownPanics = 0;
   const onProgress = (p: CampaignProgress) => {
+    knownPanics = p.knownPanics;
     if (tty) {
       io.out.write(`\r\x1b[2K${progressText(p, s)}`);
       progressShown = true;
@@ -272,7 +303,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   let result: CampaignResult;
   try {
     result = await runCampaign(
-      { design: s.design, machineName: s.machineName, machine, maxOps: s.maxOps, baseSeed: s.seed, shard: s.shard, ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }), ...(s.bug === undefined ? {} : { bug: s.bug }), ...(s.interleave ? { interleave: true } : {}) },
+      campaignSpec(s, machine),
       {
         onProgress,
         ...(s.skipKnownFindings ? { keep: notAKnownFinding } : {}),
@@ -285,11 +316,12 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
       },
     );
   } finally {
-    if (io.handleSigint === true) process.off('SIGINT', onSigint);
+    if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
   }
   endProgress();
-  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
+  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
   for (const line of verdictLines(result, s)) say(line);
+  if (s.skipKnownFindings) say(`known panics: ${knownPanics} of ${result.runs} runs ended at a known finding's WARN site (counted in the result's panics: ${result.panics})`);
   const resultPath = join(s.resultsDir, resultFileName(result));
   try {
     mkdirSync(s.resultsDir, { recursive: true });

@@ -25,17 +25,16 @@ describe('npm run zoo', () => {
   it('prints one bug’s row of the kill matrix, and JSON with --json', () => {
     const r = run(['--bug', 'donation-without-iommu-unmap', '--runs', '5']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/\| donation-without-iommu-unmap \| small-smmu-no-ats \| dma_isolation \| caught \| search \| 1 \| 4 \| 2 \| yes \|/);
+    expect(r.out).toMatch(/\| donation-without-iommu-unmap \| small-smmu-no-ats \| dma_isolation \| caught \| search \| 3 \| 22 \| 1 \| yes \|/);
     const j = run(['--bug', 'unpin-unchecked-count', '--runs', '3', '--json']);
     expect(j.code).toBe(0);
     const parsed = JSON.parse(j.out) as { rows: { bug: string; caught: boolean; foundBy: string }[] };
     expect(parsed.rows).toEqual([expect.objectContaining({ bug: 'unpin-unchecked-count', caught: true, foundBy: 'trigger' })]);
   });
 
-  it('catches the former escape annotation-erased-by-enomem-recovery with its trigger, on the tight-pool machine', () => {
+  it('lists annotation-erased-by-enomem-recovery as a known escape again (its trigger needs an EL2-internal call since the posted design)', () => {
     const r = run(['--bug', 'annotation-erased-by-enomem-recovery', '--runs', '2']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/\| annotation-erased-by-enomem-recovery \| small-smmu-tight-s2-pool \| host_cpu_isolation \| caught \| trigger \| — \| — \| 4 \| yes \|/);
-    expect(r.out).not.toMatch(/known escapes/);
+    expect(r.out).toMatch(/known escapes[^\n]*\n {2}annotation-erased-by-enomem-recovery \(host_cpu_isolation on small-smmu-tight-s2-pool\): not caught/);
   });
 });

@@ -7,12 +7,45 @@
  */
 import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
-import { formatErrors } from '../properties/codecs.js';
+import { ALL_BUGS } from '../properties/bugs/index.js';
+import { formatErrors, shortJson, stepKinds } from '../properties/codecs.js';
+import { designNames } from './designs.js';
+import { machineNames } from './machines.js';
+import { checkNames } from './names.js';
 
 export const RESULT_FORMAT = 1;
 
 const Count = t.refinement(t.number, (n) => Number.isSafeInteger(n) && n >= 0, 'a count');
-const Counts = t.record(t.string, Count);
+const Amount = t.refinement(t.number, (n) => Number.isFinite(n) && n >= 0, 'a non-negative number');
+
+/**
+ * A record whose keys are names the code knows (kinds, checks, return codes, transitions): the
+ * merge adds such records up by key, so a key like "__proto__" or "constructor" must never get
+ * that far.
+ */
+function keyedRecord<C extends t.Mixed>(what: string, valid: (key: string) => boolean, value: C) {
+  const inner = t.record(t.string, value);
+  return new t.Type<t.TypeOf<typeof inner>, t.OutputOf<typeof inner>, unknown>(
+    `record of ${what}`,
+    (u): u is t.TypeOf<typeof inner> => inner.is(u),
+    (u, c) => {
+      if (typeof u === 'object' && u !== null && !Array.isArray(u)) {
+        for (const key of Object.keys(u)) {
+          if (valid(key)) continue;
+          const actual = (u as Record<string, unknown>)[key];
+          return t.failure(actual, [...c, { key: '', type: t.unknown, actual: u }, { key, type: t.unknown, actual }], `${what} as the field name`);
+        }
+      }
+      return inner.validate(u, c);
+    },
+    inner.encode,
+  );
+}
+
+const isKind = (k: string) => stepKinds().includes(k);
+const isRetName = (k: string) => /^(0|-E[A-Z0-9]+|OK|ABORT|EMULATED|STALL|PANIC|-?\d+)$/.test(k);
+const isTransition = (k: string) => /^[A-Z_]+>[A-Z_]+$/.test(k);
+const Counts = (what: string, valid: (k: string) => boolean) => keyedRecord(what, valid, Count);
 
 const Detection = t.type({
   /** Global run number (the same in every shard layout). */
@@ -48,19 +81,19 @@ const CampaignResultFields = t.type({
   maxOps: Count,
   baseSeed: Count,
   shard: t.type({ index: Count, count: Count }),
-  budget: t.type({ runs: t.union([Count, t.null]), timeSeconds: t.union([t.number, t.null]) }),
+  budget: t.type({ runs: t.union([Count, t.null]), timeSeconds: t.union([Amount, t.null]) }),
   stoppedBy: t.union([t.literal('runs'), t.literal('time'), t.literal('interrupt')]),
   runs: Count,
   operations: Count,
   /** Runs with at least one violation, and hypervisor panics. */
   failedRuns: Count,
   panics: Count,
-  kinds: Counts,
-  returns: t.record(t.string, Counts),
-  transitions: t.type({ host: Counts, hyp: Counts, guest: Counts }),
-  checks: t.record(t.string, CheckStats),
+  kinds: Counts('an operation kind', isKind),
+  returns: keyedRecord('an operation kind', isKind, Counts('a return code', isRetName)),
+  transitions: t.type({ host: Counts('a transition FROM>TO', isTransition), hyp: Counts('a transition FROM>TO', isTransition), guest: Counts('a transition FROM>TO', isTransition) }),
+  checks: keyedRecord('a check name', (k) => checkNames().includes(k), CheckStats),
   counterexamples: t.array(CounterexampleCodec),
-  timings: t.type({ wallMs: t.number, shrinkMs: t.number, opsPerSecond: t.number }),
+  timings: t.type({ wallMs: Amount, shrinkMs: Amount, opsPerSecond: Amount }),
 });
 
 /** A result; `interleave` is present (true) when the runs carried schedules. */
@@ -74,6 +107,16 @@ export type Transitions = CampaignResult['transitions'];
 export function decodeCampaignResult(name: string, json: unknown): { ok: true; value: CampaignResult } | { ok: false; errors: string[] } {
   const r = CampaignResultCodec.decode(json);
   if (isLeft(r)) return { ok: false, errors: [...new Set(formatErrors(r.left))].slice(0, 8).map((e) => `${name}: ${e}`) };
+  const v = r.right;
+  const known = (what: string, field: string, value: string, names: readonly string[]) =>
+    names.includes(value) ? undefined : `${name}: ${field}: expected ${what} (one of ${names.join(', ')}), got ${shortJson(value)}`;
+  const problem =
+    (v.shard.count < 1 ? `${name}: shard.count: expected at least 1, got ${v.shard.count}` : undefined) ??
+    known('a design variant', 'design', v.design, designNames()) ??
+    (v.bug === null ? undefined : known('an injected bug or null', 'bug', v.bug, ALL_BUGS.map((b) => b.name))) ??
+    known('a machine name', 'machine', v.machine, [...machineNames(), 'custom']) ??
+    v.counterexamples.map((c, i) => known('a check name', `counterexamples.${i}.check`, c.check, checkNames())).find((e) => e !== undefined);
+  if (problem !== undefined) return { ok: false, errors: [problem] };
   if (r.right.shard.index < 1 || r.right.shard.index > r.right.shard.count) return { ok: false, errors: [`${name}: shard.index: expected 1..${r.right.shard.count}, got ${r.right.shard.index}`] };
   return { ok: true, value: r.right };
 }

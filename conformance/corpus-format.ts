@@ -11,11 +11,13 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { P, match } from 'ts-pattern';
 import { ALL_BUGS } from '../properties/bugs/index.js';
-import { decodeMachine, decodeOperations, decodeSchedule, formatErrors } from '../properties/codecs.js';
+import { decodeMachine, decodeOperations, decodeSchedule, formatErrors, shortJson } from '../properties/codecs.js';
 import { type ScheduledHardware } from '../properties/dma.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { DEFAULT_DESIGN, designNames } from './designs.js';
 import { checkNames } from './names.js';
+import { parseJsonInput } from './input-file.js';
+import { namedMachine } from './machines.js';
 import { type StepOp } from './trace.js';
 
 export const CORPUS_FORMAT = 1;
@@ -144,14 +146,17 @@ export type DecodedEntry = { ok: true; value: CorpusEntry } | { ok: false; error
 export function decodeCorpusEntry(json: unknown): DecodedEntry {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, errors: ['(root): expected a corpus object {"format": 1, ...}'] };
   const format = (json as { format?: unknown }).format;
-  if (format !== CORPUS_FORMAT) return { ok: false, errors: [`format: expected ${CORPUS_FORMAT} (the corpus format version), got ${JSON.stringify(format)}`] };
-  const extra = [...unknownKeys(json, TOP_KEYS, ''), ...unknownKeys((json as { provenance?: unknown }).provenance, PROVENANCE_KEYS, 'provenance')];
+  if (format !== CORPUS_FORMAT) return { ok: false, errors: [`format: expected ${CORPUS_FORMAT} (the corpus format version), got ${shortJson(format)}`] };
+  const provenance = Object.hasOwn(json, 'provenance') ? (json as { provenance?: unknown }).provenance : undefined;
+  const extra = [...unknownKeys(json, TOP_KEYS, ''), ...unknownKeys(provenance, PROVENANCE_KEYS, 'provenance')];
   if (extra.length > 0) return { ok: false, errors: extra };
   const envelope = EnvelopeCodec.decode(json);
   if (isLeft(envelope)) return { ok: false, errors: [...new Set(formatErrors(envelope.left))].slice(0, 8) };
   const e = envelope.right;
   const machine = decodeMachine(e.config);
   if (!machine.ok) return { ok: false, errors: machine.errors.map((m) => `config.${m}`) };
+  const bugError = e.bug === undefined ? undefined : bugMachineError(e.bug, machine.value);
+  if (bugError !== undefined) return { ok: false, errors: [`bug: ${bugError}`] };
   const ops = decodeOperations(e.operations, 'operations');
   if (!ops.ok) return ops;
   const schedule = e.schedule === undefined ? undefined : decodeSchedule(e.schedule);
@@ -173,15 +178,23 @@ export function decodeCorpusEntry(json: unknown): DecodedEntry {
   return { ok: true, value: entry };
 }
 
+/**
+ * Why the test-only bug `name` cannot be injected on `machine`, or undefined: a bug written
+ * against a machine with an SMMU replaces a part of the IOMMU, which a machine without one lacks.
+ */
+export function bugMachineError(name: string, machine: MachineConfig): string | undefined {
+  const bug = ALL_BUGS.find((b) => b.name === name);
+  if (bug === undefined) return `unknown bug ${JSON.stringify(name)}`;
+  const home = bug.machine === undefined ? undefined : namedMachine(bug.machine);
+  if (home?.smmu !== undefined && machine.smmu === undefined) return `${name} is a bug of the SMMU driver: it needs a machine with an SMMU (config.smmu; e.g. machine ${bug.machine})`;
+  return undefined;
+}
+
 /** Parses and decodes a corpus file's text; errors are prefixed with `name`. */
 export function parseCorpusText(name: string, text: string): DecodedEntry {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    return { ok: false, errors: [`${name}: not valid JSON: ${(err as Error).message}`] };
-  }
-  const r = decodeCorpusEntry(json);
+  const parsed = parseJsonInput(name, text);
+  if (!parsed.ok) return { ok: false, errors: [parsed.error] };
+  const r = decodeCorpusEntry(parsed.json);
   return r.ok ? r : { ok: false, errors: r.errors.map((m) => `${name}: ${m}`) };
 }
 

@@ -2,13 +2,14 @@
  * The regression corpus: every JSON file under conformance/corpus/ (new/ included) is replayed by
  * `npm test` and must reach the verdict it records.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findInjectedBug } from '../properties/bugs/index.js';
 import { type RunOptions, type RunResult, runOperations } from '../properties/runner.js';
 import { type CorpusEntry, type DecodedEntry, isViolates, parseCorpusText } from './corpus-format.js';
 import { findDesign } from './designs.js';
+import { readInputText } from './input-file.js';
 import { retName } from './names.js';
 import { allRecords } from './trace.js';
 
@@ -29,13 +30,10 @@ export function listCorpusFiles(dir: string = CORPUS_DIR): string[] {
 }
 
 export function loadCorpusFile(path: string): DecodedEntry {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    return { ok: false, errors: [`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`] };
-  }
-  return parseCorpusText(path, text);
+  const r = readInputText(path);
+  if (r.ok === 'missing') return { ok: false, errors: [`cannot read ${path}: ENOENT`] };
+  if (!r.ok) return { ok: false, errors: [r.error] };
+  return parseCorpusText(path, r.text);
 }
 
 /** The run options a corpus entry replays with: its design, plus its test-only bug if any. */

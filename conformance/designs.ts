@@ -4,7 +4,7 @@
  * run by laying its driver knobs over the machine's `smmu.driver` (RunOptions.driver), so corpus
  * files keep naming a machine and a design separately and stay replayable.
  */
-import { DESIGN_VARIANTS, type DesignVariant as DesignData, declaredVerdicts } from '../impl/hyp/design.js';
+import { DEFAULT_DESIGN, DESIGN_VARIANTS, type DesignVariant as DesignData, declaredVerdicts } from '../impl/hyp/design.js';
 import { type MachineConfig, verdictHardware } from '../properties/machine.js';
 import { type RunOptions } from '../properties/runner.js';
 
@@ -26,7 +26,7 @@ export interface DesignVariant {
   readonly runOptions: (base: RunOptions) => RunOptions;
 }
 
-export const DEFAULT_DESIGN = 'v6';
+export { DEFAULT_DESIGN };
 
 const VARIANTS: readonly DesignVariant[] = DESIGN_VARIANTS.map((d) => ({
   name: d.name,
@@ -38,7 +38,7 @@ const VARIANTS: readonly DesignVariant[] = DESIGN_VARIANTS.map((d) => ({
     return [...new Set(declaredVerdicts(d, verdictHardware(machine)).filter((v) => v.verdict === 'breaks').map((v) => v.check))];
   },
   data: d,
-  // v6 sets no knob, so the machine's own driver options (e.g. small-smmu-hide-ats) stand.
+  // v6-posted sets no knob, so the machine's own driver options (e.g. small-smmu-hide-ats) stand.
   runOptions: (base) => (Object.keys(d.knobs).length === 0 ? base : { ...base, driver: { ...base.driver, ...d.knobs } }),
 }));
 

@@ -93,6 +93,33 @@ const PAGE = 4096;
 /** Yield points where the hypervisor busy-waits on the SMMU (impl/hyp/smmu-driver/). */
 const WAIT_POINTS: ReadonlySet<string> = new Set(['cmdq_poll', 'cmdq_wait_space', 'cr0ack_poll']);
 
+/**
+ * Host memory the host kernel allocated for the SMMU below its queue and stream-table pages:
+ * 64 KiB-aligned, 16 pages — [0, 4) the host's L2 stream table (16 KiB), 4 its event queue, and
+ * what the EL1 part of the pKVM driver allocates for EL2 and the hypervisor takes by donation at
+ * init (posted v6-era `smmu_init`, `smmu_init_cmdq`, `smmu_init_strtab`): 5 the smmu array,
+ * 6 the hypervisor's command queue, [8, 12) its stream table. Inferred placement: the series
+ * leaves it to the kernel allocator; these are host-owned memory pages inside the host's PA space,
+ * annotated for the hypervisor before the idmap snapshot, which skips them.
+ */
+export function hostKernelArea(smmu: SmmuConfig): number {
+  const low = Math.min(smmu.hostPages[0], smmu.hostPages[1]) - 16 * PAGE;
+  return low - (low % 0x1_0000);
+}
+
+/**
+ * The IOMMU page pool (`kvm_iommu_init(pool_base, nr_pages)`: the idmap's tables and the
+ * hypervisor's L2 stream tables). It is hypervisor memory reserved at boot inside host RAM — below
+ * the host kernel's SMMU area — and annotated in the host stage-2 before the snapshot, as pKVM's
+ * boot annotates all of its memory (`fix_host_ownership`), so the snapshot must skip it and the
+ * isolation checks see it as protected (series-as-posted.md §2.4 last row). Inferred size: enough
+ * tables to map all memory page by page, plus 64 pages.
+ */
+export function iommuPoolRange(config: SystemConfig, smmu: SmmuConfig): { base: number; pages: number } {
+  const pages = Math.ceil((hostS2PgtablePages(config) + 64) / 16) * 16;
+  return { base: hostKernelArea(smmu) - pages * PAGE, pages };
+}
+
 /** `host_s2_pgtable_pages()`: enough table pages to map every memory page with page granularity. */
 export function hostS2PgtablePages(config: SystemConfig): number {
   const pages = config.memory.reduce((n, r) => n + r.size / PAGE, 0);
@@ -114,9 +141,8 @@ export function createSystem(config: SystemConfig): System {
   const hostPoolBase = limit;
   const pgdBase = hostPoolBase + Math.ceil((hostS2PoolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
   const memcacheBase = pgdBase + pgdCarveoutBytes;
-  const iommuPoolBase = memcacheBase + Math.ceil((config.poolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
-  const iommuPoolPages = config.smmu === undefined ? 0 : hostS2PgtablePages(config) + 64;
-  const carveoutEnd = iommuPoolBase + Math.ceil((iommuPoolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
+  const carveoutEnd = memcacheBase + Math.ceil((config.poolPages * PAGE) / (64 * PAGE)) * 64 * PAGE;
+  const iommuPool = config.smmu === undefined ? undefined : iommuPoolRange(config, config.smmu);
   const regions: RegionSpec[] = config.memory.map((r, i) => ({ name: `ram${i}`, kind: 'ram', base: r.base, size: r.size, nomap: r.nomap }));
   regions.push({ name: 'hyp-carveout', kind: 'ram', base: hostPoolBase, size: Math.max(PAGE, carveoutEnd - hostPoolBase) });
   if (config.smmu !== undefined) regions.push({ name: 'smmu0', kind: 'mmio', base: config.smmu.base, size: SMMU_FRAME_SIZE });
@@ -157,10 +183,12 @@ export function createSystem(config: SystemConfig): System {
   if (config.smmu !== undefined) {
     const smmu = new Smmu(memory, { base: config.smmu.base, features: { gbpaResetAbort: true, ...config.smmu.features }, mode: config.smmu.mode ?? 'strict' });
     const devices = new Map(config.smmu.devices.map((d) => [d.sid, new DmaDevice(smmu, memory, { sid: d.sid, ats: d.ats })]));
-    const pool = new PagePool(memory, iommuPoolBase, Math.max(PAGE, iommuPoolPages * PAGE));
-    const driver = new HypSmmuDriver(memory, hyp, config.smmu.base, pool, config.smmu.driver);
-    const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], strtabLog2: 6 });
-    hostS2.hookPlacement = config.smmu.hookPlacement ?? 'every-owner-change';
+    const pool = new PagePool(memory, (iommuPool as { base: number }).base, (iommuPool as { pages: number }).pages * PAGE);
+    const area = hostKernelArea(config.smmu);
+    const driver = new HypSmmuDriver(memory, hyp, config.smmu.base, pool, config.smmu.driver, { smmuArray: area + 5 * PAGE, cmdq: area + 6 * PAGE, strtab: area + 8 * PAGE });
+    const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], l2Base: area, evtqBase: area + 4 * PAGE });
+    // The machine may fix the hook placement; otherwise the design's knob, else the posted one.
+    hostS2.hookPlacement = config.smmu.hookPlacement ?? config.smmu.driver?.hookPlacement ?? 'set-owner-only';
     if (hostS2Tlb instanceof SmmuMirroredStage2Tlb) hostS2Tlb.smmu = driver;
     iommu = { smmu, devices, driver, hostDriver, pool, idmap: undefined, dmaStage2: undefined };
   }
@@ -203,16 +231,20 @@ export function bootIommu(sys: System): number {
     const p = prepopulateHostStage2(sys.hostS2);
     if (p !== 0) return p;
   }
+  // pKVM boot: the IOMMU pool is hypervisor memory annotated in the host stage-2 (fix_host_ownership);
+  // its abstract effect is a donation (host NOPAGE, hyp OWNED), recorded so the model sees it.
+  const range = iommuPoolRange(sys.config, sys.config.smmu as SmmuConfig);
+  const poolPfn = range.base / PAGE;
+  let r = sys.hyp.run(sys.hyp.internal({ kind: 'host_donate_hyp', pfn: poolPfn, nrPages: range.pages }, sys.hyp.hostDonateHyp(poolPfn, range.pages)), step);
+  if (r !== 0) return r;
   // The firmware's dma-coherent property is taken to describe the SMMU as it is (IDR0.COHACC);
   // the driver refuses a non-coherent SMMU.
-  let r = sys.hyp.run(parts.driver.init(sys.config.smmu?.features?.cohacc ?? true), step);
+  // ops->init (smmu_init, which ends with smmu_init_pgt's "At least PAGE_SIZE must be supported
+  // by all SMMUs" → -EINVAL, everything given back), then the snapshot (kvm_iommu_init).
+  r = sys.hyp.run(parts.driver.init(sys.config.smmu?.features?.cohacc ?? true), step);
   if (r !== 0) return r;
   const f = parts.driver.features;
   if (f === undefined) return -22;
-  // Both designs translate DMA with 4K-granule tables (the idmap's granule is the CPU's
-  // PAGE_SIZE; the host stage-2 is the CPU's own table). Choice: an SMMU without the 4K granule
-  // fails the IOMMU init with -EINVAL (the kernel's io-pgtable allocation would fail there).
-  if (f.pgsizeBitmap % 0x2000 < 0x1000) return -22;
   if (shared) {
     // No idmap and no hook: the host stage-2 is the SMMU's table (shared-host-stage2.ts).
     parts.driver.stage2 = hostStage2Regs(sys.hostS2, f.oas);

@@ -102,3 +102,50 @@ export type HostAccessResult =
   | typeof HOST_ACCESS_ABORT
   | typeof HOST_ACCESS_EMULATED
   | typeof HOST_ACCESS_STALL;
+
+/**
+ * Who can make an operation happen on the real system (issue 11 item 3): the untrusted host
+ * through a hypercall of `hyp-main.c` (or the FF-A proxy, or its memcache top-ups, which donate
+ * the pages the host names: `pkvm_refill_memcache` → `admit_host_page` → `__pkvm_host_donate_hyp`,
+ * UP-2026), a guest through its own hypercalls, the host CPU by touching memory — or only EL2
+ * code itself (`el2-internal`): the SMMU driver's shares, pins and MMIO donations, teardown's
+ * reclaim, and `pkvm_ownership_selftest`, which calls the mem_protect.c functions directly.
+ * Generated adversarial runs use only the first four; the ownership refinement tests may call the
+ * internal ones directly, as the kernel's self-test does, and their findings are not the host's.
+ */
+export type OperationInterface = 'host-hypercall' | 'guest-hypercall' | 'host-access' | 'el2-internal';
+
+export const OPERATION_INTERFACE: Readonly<Record<OperationKind, OperationInterface>> = {
+  host_share_hyp: 'host-hypercall',
+  host_unshare_hyp: 'host-hypercall',
+  // Reached through the memcache top-up of share/donate-to-guest and init_vm (the host names the pages).
+  host_donate_hyp: 'host-hypercall',
+  // Teardown and memcache reclaim give back only what EL2 chose; no host call names a pfn.
+  hyp_donate_host: 'el2-internal',
+  // Pins are taken and dropped by EL2 code (vCPU load, the SMMU driver), balanced by that code.
+  hyp_pin_shared_mem: 'el2-internal',
+  hyp_unpin_shared_mem: 'el2-internal',
+  // FF-A MEM_SHARE / MEM_RECLAIM, trapped by the hypervisor's FF-A proxy.
+  host_share_ffa: 'host-hypercall',
+  host_unshare_ffa: 'host-hypercall',
+  init_vm: 'host-hypercall',
+  teardown_vm: 'host-hypercall',
+  host_share_guest: 'host-hypercall',
+  host_unshare_guest: 'host-hypercall',
+  host_relax_perms_guest: 'host-hypercall',
+  host_wrprotect_guest: 'host-hypercall',
+  host_donate_guest: 'host-hypercall',
+  host_reclaim_page_guest: 'host-hypercall',
+  host_force_reclaim_page_guest: 'host-hypercall',
+  guest_share_host: 'guest-hypercall',
+  guest_unshare_host: 'guest-hypercall',
+  // Only the SMMU driver's init donates MMIO (posted v6-era `smmu_init_device`), before the snapshot.
+  host_donate_hyp_mmio: 'el2-internal',
+  hyp_donate_host_mmio: 'el2-internal',
+  host_access: 'host-access',
+};
+
+/** Whether the untrusted host (or a guest, or the host CPU) can make this operation happen. */
+export function reachableByUntrusted(kind: OperationKind): boolean {
+  return OPERATION_INTERFACE[kind] !== 'el2-internal';
+}

@@ -5,8 +5,9 @@
  * already in use, and invalid permission letters.
  */
 import fc from 'fast-check';
-import { type Operation } from '../model/index.js';
-import { type HardwareOperation, type ScheduledHardware } from './dma.js';
+import { type Operation, reachableByUntrusted } from '../model/index.js';
+import { registerAt } from '../impl/arch/smmu/registers.js';
+import { type HardwareOperation, type ScheduledHardware, isHardwareOperation } from './dma.js';
 import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
 
@@ -152,7 +153,9 @@ export function hardwareArbitrary(machine: MachineConfig): fc.Arbitrary<Hardware
   const access = fc.constantFrom('read' as const, 'write' as const);
   const u32 = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff_ffff }));
   const words = fc.tuple(u32, u32, u32, u32);
-  const offsets = fc.constantFrom(0x00, 0x20, 0x28, 0x44, 0x80, 0x88, 0x90, 0x98, 0x9c, 0x60, 0x64, 0x1_00a8);
+  const offsets = fc.constantFrom(0x00, 0x20, 0x28, 0x44, 0x80, 0x88, 0x90, 0x98, 0x9c, 0x60, 0x64, 0x68, 0xa0, 0xb0, 0x1_00a8);
+  // Mostly the register's own width (64-bit registers with 64-bit accesses), sometimes another.
+  const sized = fc.tuple(offsets, fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom(1 as const, 2 as const, 4 as const, 8 as const) })).map(([offset, size]) => ({ offset, size: size ?? (registerAt(offset)?.width === 64 ? (8 as const) : (4 as const)) }));
   return fc.oneof(
     { weight: 6, arbitrary: fc.record({ kind: fc.constant('dma' as const), sid, addr, access }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('ats_translate' as const), sid, addr }) },
@@ -161,8 +164,11 @@ export function hardwareArbitrary(machine: MachineConfig): fc.Arbitrary<Hardware
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('smmu_evict' as const), smmu: fc.constant(0), cache: fc.constantFrom('tlb' as const, 'walk' as const, 'config' as const, 'all' as const), index: fc.nat(3) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('smmu_consume' as const), smmu: fc.constant(0) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_attach_identity' as const), smmu: fc.constant(0), sid }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_mmio_read' as const), smmu: fc.constant(0), offset: offsets }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_mmio_write' as const), smmu: fc.constant(0), offset: offsets, value: u32 }) },
+    { weight: 1, arbitrary: sized.map(({ offset, size }) => ({ kind: 'host_mmio_read' as const, smmu: 0, offset, ...(size === 4 ? {} : { size }) })) },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(sized, u32, u32).map(([{ offset, size }, value, valueHi]) => ({ kind: 'host_mmio_write' as const, smmu: 0, offset, value, ...(size === 4 ? {} : { size }), ...(size === 8 ? { valueHi } : {}) })),
+    },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_write_ste' as const), smmu: fc.constant(0), sid, words }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('host_write_cmd' as const), smmu: fc.constant(0), words }) },
   );
@@ -172,17 +178,21 @@ export function hardwareArbitrary(machine: MachineConfig): fc.Arbitrary<Hardware
  * DMA life-cycle chains: a device (plain or through its ATC) touches a page, the SMMU caches it,
  * the host gives the page away, the device tries again, the page comes back.
  */
-export function dmaChainArbitrary(machine: MachineConfig): fc.Arbitrary<Step[]> {
+export function dmaChainArbitrary(machine: MachineConfig, options: GenerationOptions = {}): fc.Arbitrary<Step[]> {
   const { hot } = interestingPfns(machine);
   const sids = machine.smmu?.devices.map((d) => d.sid) ?? [0];
-  return fc.tuple(fc.constantFrom(...hot), fc.constantFrom(...sids), fc.constantFrom('read' as const, 'write' as const)).map(([p, sid, a]): Step[] => [
+  // The page goes to the hypervisor (a memcache top-up; the give-back is EL2-internal, so only
+  // self-test runs keep it), or to a protected guest and back through the host's reclaim.
+  void options;
+  const away = fc.constantFrom('hyp' as const, 'guest' as const);
+  return fc.tuple(fc.constantFrom(...hot), fc.constantFrom(...sids), fc.constantFrom('read' as const, 'write' as const), away).map(([p, sid, a, to]): Step[] => [
     { kind: 'dma', sid, addr: p * PAGE, access: a },
     { kind: 'ats_translate', sid, addr: p * PAGE },
     { kind: 'smmu_speculative_fill', smmu: 0, sid, addr: p * PAGE },
-    { kind: 'host_donate_hyp', pfn: p, nrPages: 1 },
+    to === 'hyp' ? { kind: 'host_donate_hyp', pfn: p, nrPages: 1 } : { kind: 'host_donate_guest', pfn: p, gfn: 3, vm: 1 },
     { kind: 'dma', sid, addr: p * PAGE, access: a },
     { kind: 'dma_translated', sid, addr: p * PAGE, access: a },
-    { kind: 'hyp_donate_host', pfn: p, nrPages: 1 },
+    to === 'hyp' ? { kind: 'hyp_donate_host', pfn: p, nrPages: 1 } : { kind: 'host_reclaim_page_guest', gfn: 3, vm: 1 },
     { kind: 'dma', sid, addr: p * PAGE, access: a },
   ]);
 }
@@ -192,7 +202,7 @@ export function dmaChainArbitrary(machine: MachineConfig): fc.Arbitrary<Step[]> 
  * VM, so guest operations get past the VM lookup; some do not, to keep the "no such VM" paths
  * busy. The body mixes single operations with life-cycle chains.
  */
-export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.Arbitrary<Step[]> {
+export function operationsArbitrary(machine: MachineConfig, maxLength = 40, options: GenerationOptions = {}): fc.Arbitrary<Step[]> {
   const prefix: Operation[] = [
     { kind: 'init_vm', vm: 0, protected: false },
     { kind: 'init_vm', vm: 1, protected: true },
@@ -203,15 +213,31 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40): fc.
   ];
   if (machine.smmu !== undefined) {
     pieces.push({ weight: 3, arbitrary: hardwareArbitrary(machine).map((op): Step[] => [op]) });
-    pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine) });
+    pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine, options) });
   }
   const piece = fc.oneof(...pieces);
+  const selftest = options.selftest ?? machine.smmu === undefined;
   return fc
     .tuple(fc.nat(9), fc.array(piece, { minLength: 1, maxLength: Math.max(1, Math.floor(maxLength / 3)) }))
     .map(([vmChoice, pieces]) => {
-      const ops = pieces.flat().slice(0, maxLength);
+      // Filtering inside map keeps fast-check's shrinking (it shrinks the source).
+      const ops = pieces
+        .flat()
+        .filter((o) => selftest || isHardwareOperation(o) || reachableByUntrusted(o.kind))
+        .slice(0, maxLength);
       return vmChoice < 8 ? [...prefix, ...ops] : ops;
     });
+}
+
+/**
+ * What generated runs may do. On a machine with an SMMU (the adversarial DMA runs), only what the
+ * untrusted host, a guest or a device can do on the real system (model/operations.ts
+ * OPERATION_INTERFACE). On a machine without one (the ownership layer alone), the EL2-internal
+ * calls too, made directly as `pkvm_ownership_selftest` makes them: refinement tests of
+ * mem_protect.c, never a host finding. `selftest` overrides the default.
+ */
+export interface GenerationOptions {
+  readonly selftest?: boolean;
 }
 
 /**

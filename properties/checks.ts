@@ -21,7 +21,8 @@ export type CheckName =
   | 'dma_isolation'
   | 'dma_during_hypercall'
   | 'dma_availability'
-  | 'smmu_config_coherent';
+  | 'smmu_config_coherent'
+  | 'no_host_triggered_panic';
 
 export interface Violation {
   readonly check: CheckName;

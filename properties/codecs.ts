@@ -4,6 +4,9 @@
  */
 import { isLeft } from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
+import { GRANULE_4K, kvmStage2StartLevel, levelShift } from '../impl/arch/granule.js';
+import { SMMU_FRAME_SIZE } from '../impl/arch/smmu/registers.js';
+import { DEFAULT_FEATURES, featureErrors } from '../impl/hw/smmu/features.js';
 import { type Operation } from '../model/index.js';
 import { type MachineConfig } from './machine.js';
 import { SCHEDULED_KINDS, type ScheduledHardware, isScheduledHardware } from './dma.js';
@@ -17,7 +20,70 @@ const U64Number = new t.Type<number, number, unknown>(
   t.identity,
 );
 
-const op = <K extends string, P extends t.Props>(kind: K, props: P) => t.strict({ kind: t.literal(kind), ...props });
+/** A value as JSON for a message: at most 80 characters, never a stack overflow. */
+export function shortJson(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined) return value === null || typeof value !== 'object' ? String(value) : Array.isArray(value) ? '(an array)' : '(an object)';
+  return text.length <= 80 ? text : `${text.slice(0, 77)}...`;
+}
+
+/**
+ * `inner` (a t.strict or an intersection of t.strict and t.partial) that refuses fields other
+ * than `keys` instead of dropping them, so a misspelt field is an error naming it.
+ */
+class ClosedType<C extends t.Any> extends t.Type<t.TypeOf<C>, t.OutputOf<C>, unknown> {
+  readonly _tag = 'ClosedType' as const;
+  constructor(readonly inner: C, keys: readonly string[]) {
+    super(
+      inner.name,
+      (u): u is t.TypeOf<C> => inner.is(u),
+      (u, c) => {
+        if (typeof u === 'object' && u !== null && !Array.isArray(u)) {
+          for (const key of Object.keys(u)) {
+            if (keys.includes(key)) continue;
+            const actual = (u as Record<string, unknown>)[key];
+            // The empty-keyed entry keeps the field in the path (formatErrors drops intersection member indices).
+            return t.failure(actual, [...c, { key: '', type: t.unknown, actual: u }, { key, type: t.unknown, actual }], `no field "${key}" here (the fields are ${keys.join(', ')})`);
+          }
+        }
+        return inner.validate(u, c) as t.Validation<t.TypeOf<C>>;
+      },
+      (a) => inner.encode(a) as t.OutputOf<C>,
+    );
+  }
+}
+
+function closed<C extends t.Any>(inner: C, keys: readonly string[]): ClosedType<C> {
+  return new ClosedType(inner, keys);
+}
+
+/** The field names of a t.strict or t.partial codec. */
+function propsOf(codec: t.Any): string[] {
+  const c = codec as unknown as { props?: t.Props; type?: { props?: t.Props } };
+  return Object.keys(c.props ?? c.type?.props ?? {});
+}
+
+/** t.intersection([t.strict(required), t.partial(optional)]), closed to other fields. */
+function closedIntersection<A extends t.Mixed, B extends t.Mixed>(members: [A, B]) {
+  return closed(t.intersection(members), members.flatMap(propsOf));
+}
+
+/** t.partial(props), closed to other fields. */
+function closedPartial<P extends t.Props>(props: P) {
+  return closed(t.partial(props), Object.keys(props));
+}
+
+const op = <K extends string, P extends t.Props>(kind: K, props: P) => closed(t.strict({ kind: t.literal(kind), ...props }), ['kind', ...Object.keys(props)]);
+const opWith = <K extends string, P extends t.Props, O extends t.Props>(kind: K, props: P, optional: O) =>
+  closed(t.intersection([t.type({ kind: t.literal(kind), ...props }), t.partial(optional)]), ['kind', ...Object.keys(props), ...Object.keys(optional)]);
+
+/** The size of a trapped access: `BIT(ESR.SAS)` bytes. */
+const AccessSize = t.union([t.literal(1), t.literal(2), t.literal(4), t.literal(8)]);
 
 /** One codec per operation kind, so an error names the field of the kind the file meant. */
 const OPERATION_CODECS = {
@@ -63,11 +129,16 @@ const HARDWARE_CODECS = {
   smmu_evict: op('smmu_evict', { smmu: U32Number, cache: t.union([t.literal('tlb'), t.literal('walk'), t.literal('config'), t.literal('all')]), index: U32Number }),
   smmu_consume: op('smmu_consume', { smmu: U32Number }),
   host_attach_identity: op('host_attach_identity', { smmu: U32Number, sid: U32Number }),
-  host_mmio_write: op('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }),
-  host_mmio_read: op('host_mmio_read', { smmu: U32Number, offset: U32Number }),
+  host_mmio_write: opWith('host_mmio_write', { smmu: U32Number, offset: U32Number, value: U32Number }, { size: AccessSize, valueHi: U32Number }),
+  host_mmio_read: opWith('host_mmio_read', { smmu: U32Number, offset: U32Number }, { size: AccessSize }),
   host_write_ste: op('host_write_ste', { smmu: U32Number, sid: U32Number, words: Words4 }),
   host_write_cmd: op('host_write_cmd', { smmu: U32Number, words: Words4 }),
 } as const;
+
+/** Every step kind a file may name (ownership operations, hardware and host-SMMU steps). */
+export function stepKinds(): string[] {
+  return [...Object.keys(OPERATION_CODECS), ...Object.keys(HARDWARE_CODECS)];
+}
 
 export const OperationCodec = t.union(Object.values(OPERATION_CODECS) as unknown as [t.Mixed, t.Mixed, ...t.Mixed[]]);
 
@@ -78,33 +149,70 @@ const PageAligned = new t.Type<number, number, unknown>(
   t.identity,
 );
 
-const SmmuConfigCodec = t.intersection([
+const int = (name: string, lo: number, hi: number) =>
+  new t.Type<number, number, unknown>(
+    name,
+    (u): u is number => typeof u === 'number' && Number.isInteger(u) && u >= lo && u <= hi,
+    (u, c) => (typeof u === 'number' && Number.isInteger(u) && u >= lo && u <= hi ? t.success(u) : t.failure(u, c, `an integer in [${lo}, ${hi}]`)),
+    t.identity,
+  );
+
+/**
+ * SMMU features (impl/hw/smmu/features.ts): the JSON type of each field here, the architectural
+ * ranges in featureErrors.
+ */
+const FEATURE_CODECS: t.Props = Object.fromEntries(
+  Object.entries(DEFAULT_FEATURES).map(([key, value]) => [
+    key,
+    key === 'granules'
+      ? t.array(t.union([t.literal('4K'), t.literal('16K'), t.literal('64K')]))
+      : key === 'iidr'
+        ? closedIntersection([t.strict({ productId: int('productId', 0, 0xfff), variant: int('variant', 0, 15), revision: int('revision', 0, 15), implementer: int('implementer', 0, 0xfff) }), t.partial({})])
+        : typeof value === 'boolean'
+          ? t.boolean
+          : int(key, 0, 1 << 20),
+  ]),
+);
+
+const FeaturesCodec = closedPartial(FEATURE_CODECS);
+
+const MAX_DEVICES = 64;
+const MAX_REGIONS = 64;
+
+const SmmuConfigCodec = closedIntersection([
   t.strict({
     base: PageAligned,
-    devices: t.array(t.strict({ sid: U32Number, ats: t.boolean })),
+    devices: t.array(closedIntersection([t.strict({ sid: U32Number, ats: t.boolean }), t.partial({})])),
     hostPages: t.tuple([PageAligned, PageAligned]),
   }),
   t.partial({
-    // Hardware features are checked by the SMMU model itself (resolveFeatures).
-    features: t.UnknownRecord,
+    // Hardware features: their JSON types here, their architectural ranges in featureErrors.
+    features: FeaturesCodec,
     mode: t.union([t.literal('strict'), t.literal('permissive')]),
-    driver: t.partial({
+    driver: closedPartial({
       hideAts: t.boolean,
       atcInvalidation: t.boolean,
       invalidation: t.union([t.literal('range'), t.literal('vmid')]),
       idmapMemoryBlocks: t.boolean,
       dmaStage2: t.union([t.literal('shadow-idmap'), t.literal('host-stage2')]),
       prepopulateHostStage2: t.boolean,
+      hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
       rejectUnsupportedCommands: t.boolean,
+      dropFilteredCommands: t.boolean,
+      refuseBadRegisterAccess: t.boolean,
+      writeBackSyncConversion: t.boolean,
+      rejectIrqCfg: t.boolean,
+      linuxHitlessWriter: t.boolean,
+      invalidateWhileDisabled: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),
 ]);
 
-export const MachineConfigCodec = t.intersection([
+export const MachineConfigCodec = closedIntersection([
   t.strict({
     physShift: t.number,
-    memory: t.array(t.intersection([t.strict({ base: PageAligned, size: PageAligned }), t.partial({ nomap: t.boolean })])),
+    memory: t.array(closedIntersection([t.strict({ base: PageAligned, size: PageAligned }), t.partial({ nomap: t.boolean })])),
     poolPages: t.number,
     maxVms: t.number,
     vmStructPages: t.number,
@@ -115,16 +223,20 @@ export const MachineConfigCodec = t.intersection([
 /** Formats io-ts errors as "path.to.field: expected X, got Y" lines. */
 export function formatErrors(errors: t.Errors): string[] {
   return errors.map((e) => {
-    // Intersections and unions add their member index to the context: not part of the path.
+    // Intersections and unions (closed or not) add their member index to the context: not part of the path.
+    const tag = (type: unknown): string | undefined => {
+      const x = type as { _tag?: string; inner?: unknown } | undefined;
+      return x?._tag === 'ClosedType' ? tag(x.inner) : x?._tag;
+    };
     const path = e.context
       .filter((c, i) => {
-        const parent = e.context[i - 1]?.type as { _tag?: string } | undefined;
-        return c.key !== '' && parent?._tag !== 'IntersectionType' && parent?._tag !== 'UnionType';
+        const parent = tag(e.context[i - 1]?.type);
+        return c.key !== '' && parent !== 'IntersectionType' && parent !== 'UnionType';
       })
       .map((c) => c.key)
       .join('.');
     const expected = e.message ?? e.context[e.context.length - 1]?.type.name ?? 'a valid value';
-    return `${path === '' ? '(root)' : path}: expected ${expected}, got ${JSON.stringify(e.value)}`;
+    return `${path === '' ? '(root)' : path}: expected ${expected}, got ${shortJson(e.value)}`;
   });
 }
 
@@ -142,10 +254,11 @@ export function decodeWith<A>(codec: t.Type<A, unknown, unknown>, input: unknown
 
 function decodeTagged<A>(codecs: Record<string, t.Mixed>, input: unknown, path: string): Decoded<A> {
   const at = (field: string) => (path === '' ? field : `${path}.${field}`);
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, errors: [`${path === '' ? '(root)' : path}: expected an operation object, got ${JSON.stringify(input)}`] };
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return { ok: false, errors: [`${path === '' ? '(root)' : path}: expected an operation object, got ${shortJson(input)}`] };
   const kind = (input as { kind?: unknown }).kind;
-  const codec = typeof kind === 'string' ? codecs[kind] : undefined;
-  if (codec === undefined) return { ok: false, errors: [`${at('kind')}: expected one of ${Object.keys(codecs).join(', ')}, got ${JSON.stringify(kind)}`] };
+  // Own properties only: "constructor" or "toString" is not a kind.
+  const codec = typeof kind === 'string' && Object.hasOwn(codecs, kind) ? codecs[kind] : undefined;
+  if (codec === undefined) return { ok: false, errors: [`${at('kind')}: expected one of ${Object.keys(codecs).join(', ')}, got ${shortJson(kind)}`] };
   const r = decodeWith(codec as t.Type<A, unknown, unknown>, input);
   return r.ok ? r : { ok: false, errors: r.errors.map((e) => (path === '' ? e : `${path}.${e}`)) };
 }
@@ -160,9 +273,13 @@ export function decodeStep(input: unknown, path = ''): Decoded<Step> {
   return decodeTagged<Step>({ ...OPERATION_CODECS, ...HARDWARE_CODECS }, input, path);
 }
 
+/** At most this many operations (or scheduled actions) in a file: a replay of them takes minutes. */
+export const MAX_OPERATIONS = 100_000;
+
 /** Decodes an array of steps, naming the index of the first bad one. */
 export function decodeOperations(input: unknown, path = 'operations'): Decoded<Step[]> {
-  if (!Array.isArray(input)) return { ok: false, errors: [`${path}: expected an array of operations, got ${JSON.stringify(input)?.slice(0, 80)}`] };
+  if (!Array.isArray(input)) return { ok: false, errors: [`${path}: expected an array of operations, got ${shortJson(input)}`] };
+  if (input.length > MAX_OPERATIONS) return { ok: false, errors: [`${path}: at most ${MAX_OPERATIONS} entries, got ${input.length}`] };
   const out: Step[] = [];
   for (const [i, item] of input.entries()) {
     const r = decodeStep(item, `${path}.${i}`);
@@ -178,29 +295,95 @@ export function decodeSchedule(input: unknown, path = 'schedule'): Decoded<Sched
   if (!steps.ok) return steps;
   const out: ScheduledHardware[] = [];
   for (const [i, step] of steps.value.entries()) {
-    if (!isScheduledHardware(step)) return { ok: false, errors: [`${path}.${i}.kind: expected a hardware action that can run inside a step (${[...SCHEDULED_KINDS].join(', ')}), got ${JSON.stringify(step.kind)}`] };
+    if (!isScheduledHardware(step)) return { ok: false, errors: [`${path}.${i}.kind: expected a hardware action that can run inside a step (${[...SCHEDULED_KINDS].join(', ')}), got ${shortJson(step.kind)}`] };
     out.push(step);
   }
   return { ok: true, value: out };
 }
 
+/** The largest PA size a machine may have (see machineError). */
+export const MAX_PHYS_SHIFT = 47;
+
+/** At most this much RAM in a machine (the vmemmap and the host stage-2 pool grow with it). */
+export const MAX_MEMORY_BYTES = 2 ** 36;
+
+/** Pages of the host stage-2 PGD (concatenated start-level tables) for a PA size. */
+export function hostS2PgdPages(physShift: number): number {
+  const start = kvmStage2StartLevel(GRANULE_4K, physShift);
+  return Math.max(1, Math.ceil(2 ** (physShift - levelShift(GRANULE_4K, start)) / 512));
+}
+
+/**
+ * The smallest host stage-2 pool a machine boots with and can run on: the PGD, and one table
+ * per level below it twice over — the walk to the SMMU frame mapped at boot and the walk to the
+ * first page the host faults in.
+ */
+export function minHostS2PoolPages(physShift: number): number {
+  return hostS2PgdPages(physShift) + 2 * (3 - kvmStage2StartLevel(GRANULE_4K, physShift));
+}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/**
+ * Consistency of a machine that has the right shape: regions, pools, the SMMU frame in an MMIO
+ * gap, its devices and host pages, every feature in its architectural range. Checked before
+ * anything is built, so a bad machine is a message, never a half-built system.
+ */
+function machineError(m: MachineConfig): string | undefined {
+  // The hypervisor's own memory sits just above 2^physShift (impl/system.ts) and 4K-granule
+  // tables output 48-bit addresses: 2^48 itself is out of reach.
+  if (!Number.isInteger(m.physShift) || m.physShift < 32 || m.physShift > MAX_PHYS_SHIFT) return `physShift: expected an integer in [32, ${MAX_PHYS_SHIFT}] (the hypervisor's memory sits just above 2^physShift, below 2^48), got ${m.physShift}`;
+  const limit = 2 ** m.physShift;
+  if (m.memory.length === 0 || m.memory.length > MAX_REGIONS) return `memory: expected 1 to ${MAX_REGIONS} regions, got ${m.memory.length}`;
+  let end = 0;
+  let total = 0;
+  for (const [i, region] of m.memory.entries()) {
+    if (region.size === 0) return `memory.${i}.size: expected a non-empty region, got 0`;
+    if (region.base < end) return `memory.${i}.base: regions must be sorted and must not overlap (the previous region ends at ${hex(end)}), got ${hex(region.base)}`;
+    if (region.base + region.size > limit) return `memory.${i}: the region [${hex(region.base)}, ${hex(region.base + region.size)}) ends above 2^physShift (${hex(limit)})`;
+    end = region.base + region.size;
+    total += region.size;
+  }
+  if (total > MAX_MEMORY_BYTES) return `memory: at most ${MAX_MEMORY_BYTES / 2 ** 30} GiB of RAM in all (the vmemmap has an entry per page), got ${(total / 2 ** 30).toFixed(1)} GiB`;
+  for (const key of ['poolPages', 'maxVms', 'vmStructPages'] as const) {
+    if (!Number.isSafeInteger(m[key]) || m[key] < 0 || m[key] > 1 << 20) return `${key}: expected an integer in [0, 2^20], got ${m[key]}`;
+  }
+  const s2 = m.hostS2PoolPages;
+  const s2min = minHostS2PoolPages(m.physShift);
+  if (s2 !== undefined && (!Number.isSafeInteger(s2) || s2 < s2min || s2 > 1 << 20)) {
+    return `hostS2PoolPages: expected an integer in [${s2min}, 2^20] (the PGD takes ${hostS2PgdPages(m.physShift)} and the first walks ${s2min - hostS2PgdPages(m.physShift)}), got ${s2}`;
+  }
+  const smmu = m.smmu;
+  if (smmu === undefined) return undefined;
+  if (smmu.base % 0x1_0000 !== 0) return `smmu.base: expected a multiple of 64 KiB, got ${hex(smmu.base)}`;
+  const frameEnd = smmu.base + SMMU_FRAME_SIZE;
+  if (frameEnd > limit) return `smmu.base: the SMMU frame [${hex(smmu.base)}, ${hex(frameEnd)}) must lie below 2^physShift (${hex(limit)})`;
+  for (const [i, region] of m.memory.entries()) {
+    if (smmu.base < region.base + region.size && region.base < frameEnd) return `smmu.base: the SMMU frame [${hex(smmu.base)}, ${hex(frameEnd)}) overlaps memory.${i}: it must lie in an MMIO gap`;
+  }
+  const features = featureErrors(smmu.features ?? {});
+  if (features.length > 0) return `smmu.features.${features[0]?.field}: ${features[0]?.message}`;
+  const oasBits = smmu.features?.oasBits ?? DEFAULT_FEATURES.oasBits;
+  if (oasBits <= m.physShift) return `smmu.features.oasBits: the SMMU must reach the hypervisor's memory just above 2^physShift (its stream table, queues and idmap tables): expected more than physShift (${m.physShift}), got ${oasBits}`;
+  const sidBits = smmu.features?.sidBits ?? DEFAULT_FEATURES.sidBits;
+  if (smmu.devices.length === 0 || smmu.devices.length > MAX_DEVICES) return `smmu.devices: expected 1 to ${MAX_DEVICES} devices, got ${smmu.devices.length}`;
+  const seen = new Set<number>();
+  for (const [i, d] of smmu.devices.entries()) {
+    // The host driver's linear stream table is one page: 64 STEs.
+    if (d.sid >= 64 || d.sid >= 2 ** sidBits) return `smmu.devices.${i}.sid: expected a stream ID below ${Math.min(64, 2 ** sidBits)} (the host driver's one-page stream table${sidBits < 6 ? ', and SIDSIZE' : ''}), got ${d.sid}`;
+    if (seen.has(d.sid)) return `smmu.devices.${i}.sid: stream ID ${d.sid} given twice`;
+    seen.add(d.sid);
+  }
+  for (const [i, page] of smmu.hostPages.entries()) {
+    if (!m.memory.some((r) => r.nomap !== true && page >= r.base && page + 4096 <= r.base + r.size)) return `smmu.hostPages.${i}: expected a page of RAM the host owns (not NOMAP), got ${hex(page)}`;
+  }
+  if (smmu.hostPages[0] === smmu.hostPages[1]) return 'smmu.hostPages: expected two different pages (command queue, stream table)';
+  return undefined;
+}
+
 export function decodeMachine(input: unknown): Decoded<MachineConfig> {
   const r = decodeWith(MachineConfigCodec as unknown as t.Type<MachineConfig, unknown, unknown>, input);
   if (!r.ok) return r;
-  const m = r.value;
-  if (!Number.isInteger(m.physShift) || m.physShift < 32 || m.physShift > 48) return { ok: false, errors: [`physShift: expected an integer in [32, 48], got ${m.physShift}`] };
-  let end = 0;
-  for (const [i, region] of m.memory.entries()) {
-    if (region.size === 0 || region.base < end || region.base + region.size > 2 ** m.physShift) {
-      return { ok: false, errors: [`memory.${i}: regions must be non-empty, sorted, non-overlapping and below 2^physShift`] };
-    }
-    end = region.base + region.size;
-  }
-  for (const key of ['poolPages', 'maxVms', 'vmStructPages'] as const) {
-    if (!Number.isSafeInteger(m[key]) || m[key] < 0 || m[key] > 1 << 20) return { ok: false, errors: [`${key}: expected an integer in [0, 2^20], got ${m[key]}`] };
-  }
-  // The PGD alone takes a page: an empty pool cannot boot.
-  const s2 = m.hostS2PoolPages;
-  if (s2 !== undefined && (!Number.isSafeInteger(s2) || s2 < 1 || s2 > 1 << 20)) return { ok: false, errors: [`hostS2PoolPages: expected an integer in [1, 2^20], got ${s2}`] };
-  return r;
+  const error = machineError(r.value);
+  return error === undefined ? r : { ok: false, errors: [error] };
 }

@@ -11,7 +11,6 @@
  */
 import { match } from 'ts-pattern';
 import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
-import { STE_BYTES } from '../impl/arch/smmu/ste.js';
 import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMayAccess, dmaMustReach } from '../model/index.js';
@@ -26,8 +25,9 @@ export type HardwareOperation =
   | { readonly kind: 'smmu_evict'; readonly smmu: number; readonly cache: 'tlb' | 'walk' | 'config' | 'all'; readonly index: number }
   | { readonly kind: 'smmu_consume'; readonly smmu: number }
   | { readonly kind: 'host_attach_identity'; readonly smmu: number; readonly sid: number }
-  | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number }
-  | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number }
+  // A trapped host store / load of `size` bytes (default 4); a 64-bit store carries `valueHi`.
+  | { readonly kind: 'host_mmio_write'; readonly smmu: number; readonly offset: number; readonly value: number; readonly size?: 1 | 2 | 4 | 8; readonly valueHi?: number }
+  | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number; readonly size?: 1 | 2 | 4 | 8 }
   | { readonly kind: 'host_write_ste'; readonly smmu: number; readonly sid: number; readonly words: readonly [number, number, number, number] }
   | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number] };
 
@@ -119,26 +119,32 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
     .with({ kind: 'host_attach_identity' }, (o) => {
       const d = device(o.sid);
       sys.hyp.run(parts.hostDriver.attachIdentity(o.sid, d?.ats ?? false), step);
-      if (d !== undefined) identity.add(o.sid);
+      // Identity DMA is owed only while the host keeps its (emulated) SMMU enabled: a host that
+      // turned it off made its own devices abort (GBPA), which is not an availability failure.
+      if (d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(o.sid);
       return { ret: 0, detail: 'attached' };
     })
     .with({ kind: 'host_mmio_write' }, (o) => {
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value), step);
+      const size = o.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value, size, o.valueHi ?? 0), step);
       // Re-programming the SMMU may change any stream's configuration.
       identity.clear();
-      return { ret: r, detail: `write 0x${o.value.toString(16)} to 0x${o.offset.toString(16)}` };
+      const shown = size === 8 ? `0x${(o.valueHi ?? 0).toString(16)}_${o.value.toString(16).padStart(8, '0')}` : `0x${o.value.toString(16)}`;
+      return { ret: r, detail: `${size * 8}-bit write ${shown} to 0x${o.offset.toString(16)}` };
     })
     .with({ kind: 'host_mmio_read' }, (o) => {
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0), step);
-      return { ret: r, detail: `read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
+      const size = o.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0, size), step);
+      return { ret: r, detail: `${size * 8}-bit read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
     })
     .with({ kind: 'host_write_ste' }, (o) => {
       // Arbitrary words in the first four doublewords of the host's STE, then CFGI_STE + SYNC.
-      const layout = parts.hostDriver.layout;
-      const at = layout.strtabBase + (o.sid % 2 ** layout.strtabLog2) * STE_BYTES;
+      const host = parts.hostDriver;
+      const sid = o.sid % host.steSlots;
+      const at = host.steAddress(sid);
       for (let i = 0; i < 2; i++) sys.memory.store64(at + i * 8, o.words[2 * i] as number, o.words[2 * i + 1] as number);
-      identity.delete(o.sid % 2 ** layout.strtabLog2);
-      sys.hyp.run(parts.hostDriver.issue([{ kind: 'CFGI_STE', ssec: false, sid: o.sid % 2 ** layout.strtabLog2, leaf: true }]), step);
+      identity.delete(sid);
+      sys.hyp.run(host.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]), step);
       return { ret: 0, detail: 'STE written' };
     })
     .with({ kind: 'host_write_cmd' }, (o) => {

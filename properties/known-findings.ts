@@ -1,80 +1,167 @@
 /**
- * The known findings against the design as read (README "DMA isolation", properties/dma.test.ts,
- * conformance/corpus/findings/): each is reached through a step of its own, which campaigns that
- * must not stop on it leave out (`notAKnownFinding`: the zoo, the design matrix, the report's
- * campaigns, the random DMA properties), and which the report reproduces apart.
+ * The known findings against the series as posted (design `v6-posted`; README "Findings",
+ * conformance/corpus/findings/). Each says which version of the code it applies to, whether the
+ * host can reach protected memory (an isolation finding) or can only panic the hypervisor
+ * (`no_host_triggered_panic`: a WARN_ON at EL2), and which v6-hardened knob removes it.
+ *
+ * Campaigns that must not stop on a known finding leave its steps out (`reachedBy`,
+ * `notAKnownFinding`: the zoo, the design matrix, the report's campaigns) or, for a panic, end
+ * the run silently at its WARN site (`panicSites`, RunOptions.knownPanicSites: `verify
+ * --skip-known-findings`); the report reproduces each apart from its trigger.
  */
 import { decodeCommand } from '../impl/arch/smmu/commands.js';
 import { u64 } from '../impl/arch/u64.js';
 import { type CheckName } from './checks.js';
 import { type Step } from './runner.js';
 
-/**
- * A finding about the design as read (README "DMA isolation", dma.test.ts, corpus findings/)
- * that generated runs on any SMMU machine reach through a step of their own: campaigns that must
- * not stop on it leave those steps out (`notAKnownFinding`), and the report reproduces it apart.
- */
 export interface KnownFinding {
   readonly name: string;
   readonly description: string;
   readonly check: CheckName;
-  /** The steps that reach it. */
+  /** The code it is a finding of, with its provenance tag (README "Provenance"). */
+  readonly appliesTo: string;
+  /** The v6-hardened knob (impl/hyp/design.ts HARDENING_KNOBS) or design variant that removes it. */
+  readonly removedBy: string;
+  /** The steps that reach it (left out of campaigns that hunt for other findings). */
   readonly reachedBy: (o: Step) => boolean;
   /** The same predicate in words, for the report. */
   readonly reachedByText: string;
+  /** For a panic: the WARN sites (HypervisorPanic.site) that are this finding. */
+  readonly panicSites?: readonly string[];
   /** Its file under conformance/corpus/, whose operations are `trigger`. */
   readonly corpusFile: string;
   /** A sequence that reaches it, for when a search budget misses it (the corpus file's). */
   readonly trigger: readonly Step[];
 }
 
-/** Commands the series forwards whose legality depends on the SMMU's features (checkCommand). */
-const FEATURE_DEPENDENT_COMMANDS: ReadonlySet<string> = new Set(['RESUME', 'STALL_TERM', 'PRI_RESP', 'ATC_INV']);
+const CR0 = 0x20;
+const CR0_SMMUEN = 1;
+const CR0_EVTQEN = 4;
+const CR0_CMDQEN = 8;
 
-/** The kind of the command a host_write_cmd step writes, or 'illegal' (which the series drops). */
+/** The kind of the command a host_write_cmd step writes ('illegal' for reserved encodings). */
 function hostCommandKind(words: readonly [number, number, number, number]): string {
   return decodeCommand([u64(words[0], words[1]), u64(words[2], words[3])]).kind;
 }
 
+/** Commands an SMMU may reject with CERROR_ILL (reserved, or legal only with some feature). */
+const REJECTABLE: ReadonlySet<string> = new Set(['illegal', 'RESUME', 'STALL_TERM', 'PRI_RESP', 'ATC_INV']);
+
+/** Opcodes the posted filter skips with WARN_ON(skip) whatever their fields. */
+const ALWAYS_FILTERED: ReadonlySet<string> = new Set(['TLBI_NH_ALL', 'TLBI_EL2_ALL', 'TLBI_EL2_VA', 'TLBI_EL2_ASID', 'TLBI_EL2_VAA', 'TLBI_S12_VMALL', 'TLBI_S2_IPA']);
+
 export const KNOWN_FINDINGS: readonly KnownFinding[] = [
   {
-    name: 'mmio-donated-after-snapshot',
-    description: 'MMIO donated to the hypervisor after the snapshot stays mapped in the shadow idmap: a 1 GiB block over the MMIO gap cannot be partially unmapped ("as it is never donated at the moment")',
+    name: 'v4-hook-placement-misses-guest-donation',
+    description:
+      'the IOMMU hook sits in host_stage2_set_owner_locked only (v4 mail, 10/28); on UP-2026 mem_protect.c a donation to a protected guest annotates through host_stage2_set_owner_metadata_locked and never reaches the idmap, so the guest\'s page stays DMA-mapped for the host\'s devices. v6\'s mem_protect.c hunk is not public: a porting hazard if v6 kept the v4 placement',
     check: 'dma_isolation',
-    reachedBy: (o) => o.kind === 'host_donate_hyp_mmio',
-    reachedByText: '`host_donate_hyp_mmio`',
-    corpusFile: 'findings/mmio-donated-after-snapshot.json',
-    trigger: [{ kind: 'host_donate_hyp_mmio', pfn: 0x9000 }],
+    appliesTo: 'v4 mail hook placement on UP-2026 (the v6 hunk is not public: knob hookPlacement)',
+    removedBy: 'hookPlacement: every-owner-change',
+    reachedBy: (o) => o.kind === 'host_donate_guest',
+    reachedByText: '`host_donate_guest`',
+    corpusFile: 'findings/v4-hook-placement-misses-guest-donation.json',
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: 0x40005, gfn: 3, vm: 1 },
+    ],
   },
   {
     name: 'smmu-disabled-skips-tlbi',
-    description: 'TLB maintenance is skipped while the host keeps the SMMU disabled (CR0 = 0): an entry cached before survives a donation and is used once the host re-enables the SMMU',
+    description:
+      'TLB maintenance is skipped while the host keeps the emulated SMMU disabled ("Don\'t bother if SMMU is disabled", the shadow SMMUEN): an entry cached before survives a donation made meanwhile and is used once the host re-enables the SMMU; nothing invalidates on the SMMUEN 0 → 1 edge',
     check: 'dma_isolation',
-    reachedBy: (o) => o.kind === 'host_mmio_write' && o.offset === 0x20,
-    reachedByText: '`host_mmio_write` to CR0 (offset 0x20)',
+    appliesTo: 'posted v6-era smmu_tlb_inv_range / smmu_emulate_enable',
+    removedBy: 'invalidateWhileDisabled',
+    reachedBy: (o) => o.kind === 'host_mmio_write' && o.offset === CR0 && (o.value & CR0_SMMUEN) === 0 && (o.value & CR0_EVTQEN) !== 0,
+    reachedByText: '`host_mmio_write` of CR0 with SMMUEN clear (EVTQEN kept)',
     corpusFile: 'findings/smmu-disabled-skips-tlbi.json',
     trigger: [
       { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
-      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0 },
-      { kind: 'init_vm', vm: 1, protected: true },
-      { kind: 'host_donate_guest', pfn: 0x40001, gfn: 2, vm: 1 },
-      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0x9 },
+      { kind: 'host_mmio_write', smmu: 0, offset: CR0, value: CR0_CMDQEN | CR0_EVTQEN },
+      { kind: 'host_donate_hyp', pfn: 0x40001, nrPages: 1 },
+      { kind: 'host_mmio_write', smmu: 0, offset: CR0, value: CR0_CMDQEN | CR0_EVTQEN | CR0_SMMUEN },
       { kind: 'dma', sid: 1, addr: 0x4000_1000, access: 'read' },
+    ],
+  },
+  {
+    name: 'cmdq-disabled-while-smmu-enabled-panics',
+    description:
+      'the host clears CMDQEN and keeps SMMUEN: the check "The hypervisor also asserts CMDQEN is enabled before the SMMU is enabled" runs only on the SMMUEN 0 → 1 edge, so the hardware queue stops, and the next donation\'s TLBI times out in WARN_ON(smmu_tlb_inv_range_smmu): the host panics the hypervisor (the CMDQEN=0 half of the old finding 2, series-as-posted.md probe A)',
+    check: 'no_host_triggered_panic',
+    appliesTo: 'posted v6-era smmu_tlb_inv_range',
+    removedBy: 'refuseBadRegisterAccess',
+    reachedBy: (o) => o.kind === 'host_mmio_write' && o.offset === CR0 && (o.value & CR0_SMMUEN) !== 0 && (o.value & CR0_CMDQEN) === 0,
+    reachedByText: '`host_mmio_write` of CR0 with SMMUEN set and CMDQEN clear',
+    panicSites: ['smmu_tlb_inv_range: WARN_ON(smmu_tlb_inv_range_smmu)', 'smmu_tlb_inv_range: WARN_ON(smmu_send_cmd(TLBI_NH_ALL))'],
+    corpusFile: 'findings/cmdq-disabled-while-smmu-enabled-panics.json',
+    trigger: [
+      { kind: 'host_mmio_write', smmu: 0, offset: CR0, value: CR0_EVTQEN | CR0_SMMUEN },
+      { kind: 'host_donate_hyp', pfn: 0x40002, nrPages: 1 },
     ],
   },
   {
     name: 'host-command-stops-hyp-queue',
     description:
-      'the series forwards every host command it has no case for; one this SMMU rejects (RESUME / STALL_TERM without the stall model, PRI_RESP without PRI, ATC_INV without ATS) stops the hypervisor\'s command queue with CERROR_ILL, which the host cannot clear (it fixes its own queue): every later TLBI times out inside io-pgtable\'s void flush callbacks and a donation returns with the page still in the SMMU TLB',
-    check: 'dma_isolation',
-    reachedBy: (o) => o.kind === 'host_write_cmd' && FEATURE_DEPENDENT_COMMANDS.has(hostCommandKind(o.words)),
-    reachedByText: '`host_write_cmd` of RESUME, STALL_TERM, PRI_RESP or ATC_INV',
+      'the posted filter forwards every host command it has no case for, reserved encodings included; one this SMMU rejects (a reserved opcode, RESUME / STALL_TERM without the stall model, PRI_RESP without PRI, ATC_INV without ATS) stops the hypervisor\'s command queue with CERROR_ILL, and the trapped PROD write\'s wait for an empty queue times out: WARN_ON(smmu_emulate_cmdq_insert) panics the hypervisor (earlier read as an isolation breach, which only the project\'s dropped WARNs made possible)',
+    check: 'no_host_triggered_panic',
+    appliesTo: 'posted v6-era smmu_filter_command / smmu_emulate_cmdq_insert',
+    removedBy: 'rejectUnsupportedCommands',
+    reachedBy: (o) => o.kind === 'host_write_cmd' && REJECTABLE.has(hostCommandKind(o.words)),
+    reachedByText: '`host_write_cmd` of a reserved or feature-dependent command',
+    panicSites: ['smmu_dabt_device: WARN_ON(smmu_emulate_cmdq_insert)'],
     corpusFile: 'findings/host-command-stops-hyp-queue.json',
-    trigger: [
-      { kind: 'host_write_cmd', smmu: 0, words: [0x44, 0, 0, 0] },
-      { kind: 'dma', sid: 1, addr: 0x4000_2000, access: 'read' },
-      { kind: 'host_donate_hyp', pfn: 0x40002, nrPages: 1 },
+    trigger: [{ kind: 'host_write_cmd', smmu: 0, words: [0x44, 0, 0, 0] }],
+  },
+  {
+    name: 'filtered-host-command-panics',
+    description:
+      'every host command the posted filter skips — a stage-2 or EL2 TLBI, TLBI_NH_* with a VMID, CFGI_STE_RANGE other than CFGI_ALL, a CFGI_STE whose re-shadowing fails (a nested STE, an L1 descriptor with Span 0, an L2 table that cannot be shared) — is WARN_ON(skip): the host panics the hypervisor',
+    check: 'no_host_triggered_panic',
+    appliesTo: 'posted v6-era smmu_emulate_cmdq_insert',
+    removedBy: 'dropFilteredCommands',
+    reachedBy: (o) => o.kind === 'host_write_cmd' && ALWAYS_FILTERED.has(hostCommandKind(o.words)),
+    reachedByText: '`host_write_cmd` of a stage-2 or EL2 TLBI',
+    panicSites: ['smmu_emulate_cmdq_insert: WARN_ON(skip)'],
+    corpusFile: 'findings/filtered-host-command-panics.json',
+    trigger: [{ kind: 'host_write_cmd', smmu: 0, words: [0x2a, 0, 0, 0] }],
+  },
+  {
+    name: 'posted-ste-writer-not-hitless',
+    description:
+      'the posted STE writer writes all eight qwords of a live STE in order with no sync between them when both the old and the new STE are valid ("as all the S2 config is always the same"), but the host controls dwords 0, 1 and 4-7: a host update of a valid STE to another valid one passes through torn configurations the SMMU may fetch (series-as-posted.md §2.7, probe G) — a correctness and availability matter, stage 2 being constant',
+    check: 'smmu_config_coherent',
+    appliesTo: 'posted v6-era smmu_reshadow_ste',
+    removedBy: 'linuxHitlessWriter',
+    reachedBy: (o) => o.kind === 'host_write_ste' && (o.words[0] & 1) === 1,
+    reachedByText: '`host_write_ste` of a valid STE',
+    corpusFile: 'findings/posted-ste-writer-not-hitless.json',
+    // Found by `verify --machine small-smmu-no-ats --interleave --skip-known-findings --seed 1`.
+    trigger: [{ kind: 'host_write_ste', smmu: 0, sid: 1, words: [2433761621, 0, 436207616, 0] }],
+  },
+  {
+    name: 'host-register-access-panics',
+    description:
+      'the posted register emulation WARNs on a host access it does not allow — a 32-bit access to a 64-bit register (or any other width), a write to an ID or read-only register, an offset not in its table (AIDR, IDR2/4, STATUSR), a base register written while enabled, CR1 other than Linux\'s, EVTQEN or PRIQEN cleared, SMMUEN without CMDQEN, a queue or stream table that cannot be shared — so each panics the hypervisor',
+    check: 'no_host_triggered_panic',
+    appliesTo: 'posted v6-era smmu_dabt_device',
+    removedBy: 'refuseBadRegisterAccess',
+    reachedBy: () => false,
+    reachedByText: '(a WARN site of the register emulation; its steps are not left out)',
+    panicSites: [
+      'smmu_dabt_device: WARN_ON(!mask)',
+      'smmu_dabt_device: WARN_ON(is_cmdq_enabled) on CMDQ_BASE',
+      'smmu_dabt_device: WARN_ON(is_cmdq_enabled) on CMDQ_CONS',
+      'smmu_dabt_device: WARN_ON(val != cr1_template)',
+      'smmu_dabt_device: WARN_ON(1) on EVTQEN 1 -> 0',
+      'smmu_dabt_device: WARN_ON(1) on PRIQEN 1 -> 0',
+      'smmu_emulate_enable: WARN_ON(!is_cmdq_enabled)',
+      'smmu_emulate_enable: WARN_ON(smmu_update_ste_shadow)',
+      'smmu_emulate_cmdq_enable: WARN_ON(smmu_share_pages)',
+      'smmu_emulate_queue: WARN_ON(smmu_share_pages)',
     ],
+    corpusFile: 'findings/host-register-access-panics.json',
+    trigger: [{ kind: 'host_mmio_write', smmu: 0, offset: 0x90, value: 0 }],
   },
 ];
 
@@ -83,3 +170,7 @@ export function notAKnownFinding(o: Step): boolean {
   return !KNOWN_FINDINGS.some((f) => f.reachedBy(o));
 }
 
+/** Every WARN site that is a known finding (RunOptions.knownPanicSites). */
+export function knownPanicSites(): ReadonlySet<string> {
+  return new Set(KNOWN_FINDINGS.flatMap((f) => f.panicSites ?? []));
+}

@@ -83,7 +83,8 @@ export function smallMachineWithSmmu(options: { ats?: boolean; ril?: boolean; hi
       ],
       hostPages: [end - 0x2000, end - 0x1000],
       driver: { hideAts: options.hideAts ?? false },
-      hookPlacement: options.hookPlacement ?? 'every-owner-change',
+      // The hook placement is the design's (DriverOptions.hookPlacement) unless a machine fixes it.
+      ...(options.hookPlacement === undefined ? {} : { hookPlacement: options.hookPlacement }),
     },
   };
 }

@@ -52,6 +52,11 @@ export interface RunOptions {
   /** Keep going after a violation (for traces); default stops at the first. */
   readonly continueAfterViolation?: boolean;
   /**
+   * WARN/BUG sites (HypervisorPanic.site) whose panic is a known finding: a run that reaches one
+   * ends there without a violation (`verify --skip-known-findings`), as a dead hypervisor would.
+   */
+  readonly knownPanicSites?: ReadonlySet<string>;
+  /**
    * Hardware actions interleaved with hypervisor code (ARCHITECTURE §4): at each yield point of a
    * hypercall or of a trapped host access to the emulated SMMU, the next scheduled action runs
    * (then the SMMU consumes what is queued). A DMA that completes inside a step may reach what the
@@ -76,6 +81,7 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'dma_during_hypercall',
   'dma_availability',
   'smmu_config_coherent',
+  'no_host_triggered_panic',
 ]);
 
 /**
@@ -103,12 +109,31 @@ export function bootPair(machine: MachineConfig, inject?: (sys: System) => void,
   let model = initialState(toModelConfig(machine));
   const bootViolations: Violation[] = [];
   if (system.iommu !== undefined) {
-    const r = bootIommu(system);
+    let r: number;
+    try {
+      r = bootIommu(system);
+    } catch (e) {
+      if (!(e instanceof HypervisorPanic)) throw e;
+      // The host is still trusted at boot: a panic there is a defect of the system, not a finding.
+      bootViolations.push({ check: 'refinement_ret', message: `the hypervisor panicked at boot: ${e.message}` });
+      r = 0;
+    }
     if (r !== 0) bootViolations.push({ check: 'refinement_ret', message: `IOMMU boot failed with ${errnoName(r)}` });
     model = applyInternalCalls(system, model, bootViolations);
   }
   afterBoot?.(system);
   return { model, system, bootViolations };
+}
+
+/**
+ * A panic reached from a step: the untrusted host (or a guest, or a device through the host's
+ * configuration) took the hypervisor down — the `no_host_triggered_panic` finding, reported
+ * apart from isolation. Known sites (RunOptions.knownPanicSites) end the run silently.
+ */
+function panicViolations(e: HypervisorPanic, step: Step, options: RunOptions): Violation[] {
+  if (options.knownPanicSites?.has(e.site) === true) return [];
+  const actor = step.kind.startsWith('guest_') ? 'a guest' : 'the host';
+  return [{ check: 'no_host_triggered_panic', message: `${actor} panics the hypervisor with ${step.kind}: ${e.message}` }];
 }
 
 /** Streams attached for identity DMA at boot. */
@@ -196,9 +221,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
         outcome = executeHardware(system, step, identity);
       } catch (e) {
         if (!(e instanceof HypervisorPanic)) throw e;
-        const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: [{ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` }] };
+        const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: checks.has('no_host_triggered_panic') ? panicViolations(e, step, options) : [] };
         steps.push(record);
-        failure ??= record;
+        if (record.violations.length > 0) failure ??= record;
         break;
       } finally {
         interleaving?.restore();
@@ -234,14 +259,14 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     } catch (e) {
       if (!(e instanceof HypervisorPanic)) throw e;
       systemRet = 'panic';
-      violations.push({ check: 'refinement_ret', message: `hypervisor panic: ${e.message}` });
+      if (checks.has('no_host_triggered_panic')) violations.push(...panicViolations(e, op, options));
     }
     interleaving?.restore();
     const pre = model;
     model = expected.state;
     model = applyInternalCalls(system, model, violations);
     if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
-    if (checks.has('refinement_ret') && systemRet !== expected.ret) {
+    if (checks.has('refinement_ret') && systemRet !== 'panic' && systemRet !== expected.ret) {
       violations.push({ check: 'refinement_ret', message: `returned ${typeof systemRet === 'number' ? errnoName(systemRet) : systemRet}, model expects ${errnoName(expected.ret)}` });
     }
     if (systemRet !== 'panic') {

@@ -6,11 +6,13 @@
  * hand-written trigger falls back to it when the search budget is too small to find it.
  */
 import fc from 'fast-check';
+import { match } from 'ts-pattern';
 import { findDesign } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
 import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
 import { type InjectedBug } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
+import { PAGE_SIZE } from '../model/layout.js';
 import { type MachineConfig } from './machine.js';
 import { notAKnownFinding } from './known-findings.js';
 import { minimizeOperations } from './minimize.js';
@@ -49,7 +51,8 @@ export interface ZooRow {
 
 /** The bug's design variant (its driver knobs) with only `checks`; with the bug when `bug`. */
 function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, withBug: boolean, schedule?: readonly ScheduledHardware[]): RunOptions {
-  const design = findDesign(bug.design ?? 'v6');
+  // Bugs are injected into the hardened driver, where every check holds without them.
+  const design = findDesign(bug.design ?? 'v6-hardened');
   if (design === undefined) throw new Error(`bug ${bug.name}: unknown design ${bug.design}`);
   const base: RunOptions = { checks, ...(schedule === undefined ? {} : { schedule }) };
   return design.runOptions(withBug ? { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) } : base);
@@ -57,16 +60,41 @@ function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, withBug
 
 /**
  * Hand-written triggers for the ownership bugs whose precondition the fixed-seed search rarely
- * builds (ownership.test.ts runs them on a longer shared trigger).
+ * builds (ownership.test.ts runs them on a longer shared trigger). Each uses only the host's real
+ * interface where the machine offers one: on a machine with an SMMU, where the EL2 self-test
+ * operations are not generated, the page the hypervisor pins is the host's command queue, which
+ * the SMMU driver shares and pins while CMDQEN is set (posted v6-era CR0 emulation).
  */
-const OWNERSHIP_TRIGGERS: Readonly<Record<string, readonly Step[]>> = {
-  // A page the host shares with FF-A: host SHARED_OWNED, hyp NOPAGE; the donation must fail
-  // with -EPERM and leave the hyp state alone.
-  'donate-updates-before-checking': [
-    { kind: 'host_share_ffa', pfn: 0x40000, nrPages: 1 },
-    { kind: 'host_donate_hyp', pfn: 0x40000, nrPages: 1 },
-  ],
-};
+function ownershipTrigger(name: string, machine: MachineConfig): readonly Step[] | undefined {
+  const first = machine.memory[0];
+  if (first === undefined) return undefined;
+  // Away from the pages the boot layout gives the hypervisor (start of RAM) and the host driver (end).
+  const p = first.base / PAGE_SIZE + 0x10;
+  const pinned: readonly Step[] =
+    machine.smmu === undefined
+      ? [{ kind: 'host_share_hyp', pfn: p + 1 }, { kind: 'hyp_pin_shared_mem', pfn: p + 1, nrPages: 1 }, { kind: 'host_unshare_hyp', pfn: p + 1 }]
+      : [{ kind: 'host_unshare_hyp', pfn: (machine.smmu.hostPages[0] as number) / PAGE_SIZE }];
+  return match(name)
+    .with('no-host-tlbi-on-donation', (): readonly Step[] => [
+      { kind: 'host_access', addr: p * PAGE_SIZE, access: 'read' },
+      { kind: 'host_donate_hyp', pfn: p, nrPages: 1 },
+      { kind: 'host_access', addr: p * PAGE_SIZE, access: 'read' },
+    ])
+    .with('unshare-pinned-wrong-errno', () => pinned)
+    // A page the host shares with FF-A: host SHARED_OWNED, hyp NOPAGE; the donation must fail
+    // with -EPERM and leave the hyp state alone.
+    .with('donate-updates-before-checking', (): readonly Step[] => [
+      { kind: 'host_share_ffa', pfn: p + 4, nrPages: 1 },
+      { kind: 'host_donate_hyp', pfn: p + 4, nrPages: 1 },
+    ])
+    // A VM whose stage-2 took a page from its pool: teardown must give the pool back.
+    .with('teardown-loses-pool-pages', (): readonly Step[] => [
+      { kind: 'init_vm', vm: 0, protected: false },
+      { kind: 'host_share_guest', pfn: p + 3, gfn: 1, nrPages: 1, vm: 0, prot: 'rw' },
+      { kind: 'teardown_vm', vm: 0 },
+    ])
+    .otherwise(() => undefined);
+}
 
 export type ZooCandidate = InjectedBug & { readonly trigger?: readonly Step[]; readonly triggerSchedule?: readonly ScheduledHardware[] };
 
@@ -85,7 +113,7 @@ export interface TriggerOutcome {
  * only the bug's check enabled, with and without the bug; undefined for a bug without one.
  */
 export function runBugTrigger(bug: ZooCandidate, machine: MachineConfig): TriggerOutcome | undefined {
-  const trigger = bug.trigger ?? OWNERSHIP_TRIGGERS[bug.name];
+  const trigger = bug.trigger ?? ownershipTrigger(bug.name, machine);
   if (trigger === undefined || trigger.length === 0) return undefined;
   const checks = new Set<CheckName>([bug.caughtBy]);
   const withBug = designOptions(bug, checks, true, bug.triggerSchedule);

@@ -3,9 +3,9 @@
  * with io-ts, and picks the totals and the least-covered files for the summary.
  */
 import { isLeft } from 'fp-ts/lib/Either.js';
-import { readFileSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
 import * as t from 'io-ts';
+import { readJsonInput } from '../conformance/input-file.js';
 import { formatErrors } from '../properties/codecs.js';
 
 const Metric = t.type({ total: t.number, covered: t.number, pct: t.union([t.number, t.string]) });
@@ -36,19 +36,10 @@ export function pct(m: MetricValue): number {
 }
 
 export function readCoverageSummary(path: string, root: string): { ok: true; value: CoverageInfo } | { ok: false; errors: string[] } | { ok: 'missing' } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ok: 'missing' };
-    return { ok: false, errors: [`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`] };
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    return { ok: false, errors: [`${path}: not valid JSON: ${(e as Error).message}`] };
-  }
+  const read = readJsonInput(path);
+  if (read.ok === 'missing') return read;
+  if (!read.ok) return { ok: false, errors: [read.error] };
+  const json = read.json;
   const r = CoverageSummaryCodec.decode(json);
   if (isLeft(r)) return { ok: false, errors: [...new Set(formatErrors(r.left))].slice(0, 5).map((e) => `${path}: ${e}`) };
   const pick = (f: t.TypeOf<typeof FileCoverage>): Record<MetricName, MetricValue> => ({

@@ -23,7 +23,7 @@ const ops: Operation[] = [
 ];
 const tlbi = OWNERSHIP_BUGS.find((b) => b.name === 'no-host-tlbi-on-donation')!;
 const trace = traceOperations(machine, ops, { inject: tlbi.inject });
-const meta = { title: 'timeline test', source: 'test', machine: 'small', design: 'v6', bug: tlbi.name, expect: 'violates host_cpu_isolation' };
+const meta = { title: 'timeline test', source: 'test', machine: 'small', design: 'v6-posted', bug: tlbi.name, expect: 'violates host_cpu_isolation' };
 const html = renderTimeline(trace, meta);
 const dir = mkdtempSync(join(tmpdir(), 'timeline-'));
 const file = join(dir, 'timeline.html');

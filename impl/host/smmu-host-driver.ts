@@ -1,13 +1,17 @@
 /**
- * A well-behaved host SMMUv3 driver (what a correct host kernel does, ARCHITECTURE §2): it keeps
- * its command queue and a linear stream table in its own memory, programs the SMMU through
- * register accesses (which trap to the hypervisor's emulation), enables the SMMU, and attaches
- * devices for identity DMA with bypass STEs (EATS set for ATS-capable devices, as Linux does
- * when it enables ATS). Its memory stores are plain stores: the pages are the host's own.
+ * A well-behaved host SMMUv3 driver (what a correct host kernel does, ARCHITECTURE §2): Linux's
+ * `arm_smmu_device_reset` sequence through register accesses that trap to the hypervisor's
+ * emulation — 32-bit registers with 32-bit accesses, 64-bit ones with `writeq`/`readq`, as the
+ * posted emulation requires (series-as-posted.md §2.5). It keeps its command queue, its stream
+ * table (2-level with SPLIT 8 when the SMMU has one and more than 8 SID bits, else linear: the
+ * posted hypervisor requires the host's format to be its own) and, when it has a page for it, its
+ * event queue in its own memory, and attaches devices for identity DMA with bypass STEs (EATS set
+ * for ATS-capable devices, as Linux does when it enables ATS). Its memory stores are plain
+ * stores: the pages are the host's own.
  */
 import { type PhysicalMemory } from '../arch/physical-memory.js';
 import { CMD_BYTES, CS_SEV, type Command, encodeCommand } from '../arch/smmu/commands.js';
-import { CR0_CMDQEN, CR0_SMMUEN, REG, STRTAB_FMT_LINEAR, encodeCmdqBase, encodeStrtabBase, encodeStrtabBaseCfg, queueIncrement } from '../arch/smmu/registers.js';
+import { CR0_CMDQEN, CR0_EVTQEN, CR0_SMMUEN, REG, STRTAB_FMT_2LVL, STRTAB_FMT_LINEAR, decodeIdr0, decodeIdr1, encodeCmdqBase, encodeStrtabBase, encodeStrtabBaseCfg, queueIncrement } from '../arch/smmu/registers.js';
 import { EATS_TRANS, STE_BYTES, STE_CONFIG, SHCFG_INCOMING, encodeSte, steFields } from '../arch/smmu/ste.js';
 import { type U64 } from '../arch/u64.js';
 import { type Hypercall, type Hypervisor, type YieldPoint } from '../hyp/hypervisor.js';
@@ -15,15 +19,33 @@ import { type Hypercall, type Hypervisor, type YieldPoint } from '../hyp/hypervi
 export interface HostSmmuLayout {
   /** Host-owned page for the command queue (log2size 6: 64 commands, 1 KiB). */
   readonly cmdqBase: number;
-  /** Host-owned page for a linear stream table of 2^strtabLog2 STEs (≤ 64 in one page). */
+  /**
+   * Host-owned page for the stream table: a linear table of 2^6 STEs, or the L1 table of a
+   * 2-level one (2^(SIDSIZE − 8) descriptors).
+   */
   readonly strtabBase: number;
-  readonly strtabLog2: number;
+  /** 16 KiB of host memory for the one L2 table (SIDs 0..255) of a 2-level stream table. */
+  readonly l2Base: number;
+  /** A host page for the event queue (2^7 records of 32 bytes); absent: no event queue. */
+  readonly evtqBase?: number;
 }
 
 const CMDQ_LOG2 = 6;
+const EVTQ_LOG2 = 7;
+const LINEAR_LOG2 = 6;
+const STRTAB_SPLIT = 8;
+/** Linux's CR1 (ISH, WB/WB for tables and queues) and CR2 (PTM | RECINVSID). */
+const CR1_LINUX = 0xd75;
+const CR2_LINUX = (1 << 2) | (1 << 1);
+/** IRQ_CTRL: GERROR_IRQEN | EVTQ_IRQEN. */
+const IRQ_CTRL_LINUX = (1 << 0) | (1 << 2);
+const CR0_ATSCHK = 1 << 4;
 
 export class HostSmmuDriver {
   private prod = 0;
+  /** The stream-table format the host chose at reset (from the emulated IDR0/IDR1). */
+  twoLevel = false;
+  sidBits = 0;
 
   constructor(
     private readonly hyp: Hypervisor,
@@ -32,9 +54,13 @@ export class HostSmmuDriver {
     readonly layout: HostSmmuLayout,
   ) {}
 
-  /** A register write as the host issues it: a store to the SMMU frame, trapped by EL2. */
+  /** A 32-bit register write as the host issues it: a store to the SMMU frame, trapped by EL2. */
   write(offset: number, value: number): Hypercall {
     return this.hyp.hostMmioAccess(this.smmuBase + offset, true, value);
+  }
+
+  private writeq(offset: number, value: U64): Hypercall {
+    return this.hyp.hostMmioAccess(this.smmuBase + offset, true, value.lo, 8, value.hi);
   }
 
   *read(offset: number): Generator<YieldPoint, number, void> {
@@ -42,26 +68,69 @@ export class HostSmmuDriver {
     return this.hyp.lastMmioRead;
   }
 
-  private *write64(offset: number, value: U64): Hypercall {
-    yield* this.write(offset, value.lo);
-    return yield* this.write(offset + 4, value.hi);
+  /** Where the host's STE for `sid` lives (its own linear table, or L2 table 0). */
+  steAddress(sid: number): number {
+    return this.twoLevel ? this.layout.l2Base + (sid % 2 ** STRTAB_SPLIT) * STE_BYTES : this.layout.strtabBase + (sid % 2 ** LINEAR_LOG2) * STE_BYTES;
   }
 
-  /** Linux's reset and enable sequence, as far as a stage-2-less host SMMU needs it. */
+  /** The SIDs the host's table can describe (for generated host STE writes). */
+  get steSlots(): number {
+    return this.twoLevel ? 2 ** STRTAB_SPLIT : 2 ** LINEAR_LOG2;
+  }
+
+  /** `arm_smmu_device_reset` as far as a stage-2-less host SMMU needs it. */
   *init(): Hypercall {
-    yield* this.read(REG.IDR0);
+    const idr0 = decodeIdr0(yield* this.read(REG.IDR0));
+    const idr1 = decodeIdr1(yield* this.read(REG.IDR1));
+    this.sidBits = idr1.sidsize;
+    this.twoLevel = idr0.stLevel === 1 && idr1.sidsize > STRTAB_SPLIT;
+    // arm_smmu_device_disable.
     yield* this.write(REG.CR0, 0);
-    yield* this.write(REG.CR1, 0xd75);
-    yield* this.write(REG.CR2, (1 << 2) | (1 << 1));
-    yield* this.write64(REG.STRTAB_BASE, encodeStrtabBase({ ra: true, addr: this.layout.strtabBase }));
-    yield* this.write(REG.STRTAB_BASE_CFG, encodeStrtabBaseCfg({ fmt: STRTAB_FMT_LINEAR, split: 0, log2size: this.layout.strtabLog2 }));
-    yield* this.write64(REG.CMDQ_BASE, encodeCmdqBase({ ra: true, addr: this.layout.cmdqBase, log2size: CMDQ_LOG2 }));
+    yield* this.read(REG.CR0ACK);
+    yield* this.write(REG.CR1, CR1_LINUX);
+    yield* this.write(REG.CR2, CR2_LINUX);
+    if (this.twoLevel) {
+      // L1 descriptor 0 → the L2 table (Span = SPLIT + 1); the others stay invalid.
+      this.memory.store64(this.layout.strtabBase, (this.layout.l2Base | (STRTAB_SPLIT + 1)) >>> 0, Math.floor(this.layout.l2Base / 2 ** 32));
+    }
+    yield* this.writeq(REG.STRTAB_BASE, encodeStrtabBase({ ra: true, addr: this.layout.strtabBase }));
+    const cfg = this.twoLevel ? { fmt: STRTAB_FMT_2LVL, split: STRTAB_SPLIT, log2size: this.sidBits } : { fmt: STRTAB_FMT_LINEAR, split: 0, log2size: LINEAR_LOG2 };
+    yield* this.write(REG.STRTAB_BASE_CFG, encodeStrtabBaseCfg(cfg));
+    yield* this.writeq(REG.CMDQ_BASE, encodeCmdqBase({ ra: true, addr: this.layout.cmdqBase, log2size: CMDQ_LOG2 }));
     yield* this.write(REG.CMDQ_PROD, 0);
     yield* this.write(REG.CMDQ_CONS, 0);
     this.prod = 0;
-    yield* this.write(REG.CR0, CR0_CMDQEN);
+    let enables = CR0_CMDQEN;
+    yield* this.write(REG.CR0, enables);
+    yield* this.read(REG.CR0ACK);
     yield* this.issue([{ kind: 'CFGI_ALL', ssec: false, sid: 0 }]);
-    return yield* this.write(REG.CR0, CR0_CMDQEN | CR0_SMMUEN);
+    // TLBI_EL2_ALL only with IDR0.HYP, which the emulation hides.
+    yield* this.issue([{ kind: 'TLBI_NSNH_ALL' }]);
+    if (this.layout.evtqBase !== undefined) {
+      yield* this.writeq(REG.EVTQ_BASE, encodeCmdqBase({ ra: false, addr: this.layout.evtqBase, log2size: EVTQ_LOG2 }));
+      yield* this.write(REG.EVTQ_PROD, 0);
+      yield* this.write(REG.EVTQ_CONS, 0);
+      enables |= CR0_EVTQEN;
+      yield* this.write(REG.CR0, enables);
+      yield* this.read(REG.CR0ACK);
+    }
+    if (idr0.ats) {
+      enables |= CR0_ATSCHK;
+      yield* this.write(REG.CR0, enables);
+      yield* this.read(REG.CR0ACK);
+    }
+    // arm_smmu_setup_irqs: IRQs off, the MSI address registers cleared (the emulation hides
+    // IDR0.MSI, so wired interrupts), IRQs on.
+    yield* this.write(REG.IRQ_CTRL, 0);
+    yield* this.read(REG.IRQ_CTRLACK);
+    yield* this.writeq(REG.GERROR_IRQ_CFG0, { lo: 0, hi: 0 });
+    yield* this.writeq(REG.EVTQ_IRQ_CFG0, { lo: 0, hi: 0 });
+    yield* this.write(REG.IRQ_CTRL, this.layout.evtqBase === undefined ? 1 : IRQ_CTRL_LINUX);
+    yield* this.read(REG.IRQ_CTRLACK);
+    enables |= CR0_SMMUEN;
+    const r = yield* this.write(REG.CR0, enables);
+    yield* this.read(REG.CR0ACK);
+    return r;
   }
 
   /** Writes commands and a CMD_SYNC into the host queue and publishes them with one PROD write. */
@@ -88,7 +157,7 @@ export class HostSmmuDriver {
   /** Attaches a device for identity DMA: a bypass STE, then CFGI_STE + CMD_SYNC. */
   *attachIdentity(sid: number, ats: boolean): Hypercall {
     const words = encodeSte(steFields({ v: true, config: STE_CONFIG.BYPASS, shcfg: SHCFG_INCOMING, eats: ats ? EATS_TRANS : 0 }));
-    const at = this.layout.strtabBase + sid * STE_BYTES;
+    const at = this.steAddress(sid);
     for (let i = 0; i < 8; i++) this.memory.store64(at + i * 8, (words[i] as U64).lo, (words[i] as U64).hi);
     return yield* this.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]);
   }

@@ -38,7 +38,7 @@ export interface DesignVariant {
   readonly name: string;
   /** One paragraph: the design, and the reference section / review thread it comes from. */
   readonly rationale: string;
-  /** The knobs it sets; `{}` is the series as read. */
+  /** The knobs it sets; `{}` is the series as posted. */
   readonly knobs: DriverOptions;
   readonly verdicts: readonly DeclaredVerdict[];
 }
@@ -51,27 +51,64 @@ const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinem
   why: 'the ownership side is unchanged by the IOMMU design',
 }));
 
+/** A host action the hypervisor cannot take panics it only in the posted design (WARN at EL2). */
+const NO_PANIC: DeclaredVerdict = { check: 'no_host_triggered_panic', verdict: 'holds', when: ALWAYS, why: 'every host action the posted code WARNs on is refused instead (v6-hardened knobs)' };
+
 const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
+  NO_PANIC,
   { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
   // The matrix workload schedules DMA at the hypercalls' yield points (properties/design-matrix.ts).
   { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it: the idmap is unmapped and invalidated before the call returns' },
-  { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (hitless writer)' },
+  { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (Linux hitless writer, linuxHitlessWriter)' },
 ];
 
 /** What both shared-cpu-s2 variants hold and break besides availability. */
 const SHARED_S2_OTHER_VERDICTS: readonly DeclaredVerdict[] = [
+      NO_PANIC,
       { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
       { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
-      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6' },
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6-hardened' },
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
 ];
 
+/**
+ * The fixes of v6-hardened, one knob each (DriverOptions), with the known findings of the posted
+ * design each removes (properties/known-findings.ts; asserted by properties/designs.test.ts).
+ */
+export const HARDENING_KNOBS: readonly { readonly knob: keyof DriverOptions; readonly value: DriverOptions[keyof DriverOptions]; readonly fix: string; readonly removes: readonly string[] }[] = [
+  { knob: 'hookPlacement', value: 'every-owner-change', fix: 'the IOMMU hook on every host ownership change (guest donations and unshares, MMIO, the share-back path), not only host_stage2_set_owner_locked (v4)', removes: ['v4-hook-placement-misses-guest-donation'] },
+  { knob: 'invalidateWhileDisabled', value: true, fix: 'TLBIs go out while the emulated SMMU is disabled (the hypervisor keeps its hardware queue enabled), and CFGI_ALL + TLBI_S12_VMALL(0) on the SMMUEN 0 → 1 edge', removes: ['smmu-disabled-skips-tlbi'] },
+  { knob: 'rejectUnsupportedCommands', value: true, fix: 'host commands the SMMU would reject (reserved encodings, feature-dependent ones) are dropped, not forwarded', removes: ['host-command-stops-hyp-queue'] },
+  { knob: 'dropFilteredCommands', value: true, fix: 'a filtered host command is skipped without WARN_ON(skip)', removes: ['filtered-host-command-panics'] },
+  { knob: 'refuseBadRegisterAccess', value: true, fix: 'trapped accesses the posted code WARNs on are ignored or refused (bits kept)', removes: ['host-register-access-panics', 'cmdq-disabled-while-smmu-enabled-panics'] },
+  { knob: 'linuxHitlessWriter', value: true, fix: 'live STEs moved with Linux\'s arm_smmu_write_entry (used / update-safe bits)', removes: ['posted-ste-writer-not-hitless'] },
+  { knob: 'writeBackSyncConversion', value: true, fix: 'the CMD_SYNC CS=SIG_IRQ → SEV conversion written into the forwarded command (v4 mail)', removes: [] },
+  { knob: 'rejectIrqCfg', value: true, fix: 'only 0 accepted in *_IRQ_CFG0 (the SMMU would write MSIs there untranslated)', removes: [] },
+];
+
+/** Every hardening knob on: the driver with every fix of HARDENING_KNOBS. */
+export const HARDENED_KNOBS: DriverOptions = Object.fromEntries(HARDENING_KNOBS.map((k) => [k.knob, k.value])) as DriverOptions;
+
 export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
-    name: 'v6',
+    name: 'v6-posted',
     rationale:
-      'The SER-T&E series as read (pkvm-host-s2-iommu.md §6.2–§6.10): a shadow stage-2 identity map (VMID 0) with memory mapped page-granular and MMIO with blocks; after each unmap a range TLBI_S2_IPA (RIL when IDR3.RIL, smmuv3-arch.md §3.4) + CMD_SYNC, then TLBI_NH_ALL + CMD_SYNC. ATS is neither hidden from the host nor invalidated: "this seires doesn\'t deal with ATS, which I think is wrong" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11).',
+      'The series as posted (series-as-posted.md §0 DRV-v6e, the v5/v6-era hypervisor driver, with the v4 hook placement): a shadow stage-2 identity map (VMID 0), memory page-granular and MMIO in blocks, a range TLBI_S2_IPA + CMD_SYNC and TLBI_NH_ALL + CMD_SYNC after each unmap, trap-and-emulate with every WARN_ON a hypervisor panic. The default design of every command.',
     knobs: {},
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      { check: 'no_host_triggered_panic', verdict: 'breaks', when: ALWAYS, why: 'a host register access of the wrong width, a filtered or rejected host command, a read-only register write: each is a WARN_ON at EL2' },
+      { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
+      { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it' },
+      { check: 'smmu_config_coherent', verdict: 'breaks', when: ALWAYS, why: 'the posted writer moves a valid host STE to another valid one in eight stores with no sync between them: the SMMU may fetch a torn configuration' },
+      { check: 'dma_isolation', verdict: 'breaks', when: ALWAYS, why: 'the v4 hook placement (host_stage2_set_owner_locked only) never unmaps a page donated to a protected guest' },
+    ],
+  },
+  {
+    name: 'v6-hardened',
+    rationale:
+      'The posted driver with every fix of HARDENING_KNOBS (impl/hyp/design.ts) — the project\'s earlier driver, rule for rule where it was better, each difference a named knob. ATS is neither hidden nor invalidated (a design choice argued in the review: see v6-hide-ats and v6-atc-inv).',
+    knobs: HARDENED_KNOBS,
     verdicts: [
       ...OWNERSHIP_HOLDS,
       ...AVAILABILITY_HOLDS,
@@ -82,22 +119,22 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
     name: 'v6-hide-ats',
     rationale:
-      'The review\'s first way out: "or just hide ATS support from host for now" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). IDR0.ATS is masked in the emulated register and EATS forced to 0 in every shadowed STE (pkvm-host-s2-iommu.md §6.10 table), so no device can obtain a translation to cache.',
-    knobs: { hideAts: true },
+      'v6-hardened with the review\'s first way out: "or just hide ATS support from host for now" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). IDR0.ATS is masked in the emulated register and EATS forced to 0 in every shadowed STE, so no device can obtain a translation to cache.',
+    knobs: { ...HARDENED_KNOBS, hideAts: true },
     verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'no ATC is ever filled' }],
   },
   {
     name: 'v6-atc-inv',
     rationale:
-      'The review\'s other way out: "we have to issue CMDQ_OP_ATC_INV for the whole space on every S2 invalidation which has to be done per-SID and as it can\'t be done by VMID" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). After each stage-2 invalidation has completed (its CMD_SYNC), ATC_INV Size 52 for every stream whose shadowed STE enabled ATS, then CMD_SYNC — in that order, or the device could refill from a stale SMMU TLB entry (smmuv3-arch.md §3.5).',
-    knobs: { atcInvalidation: true },
+      'v6-hardened with the review\'s other way out: "we have to issue CMDQ_OP_ATC_INV for the whole space on every S2 invalidation which has to be done per-SID and as it can\'t be done by VMID" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). After each stage-2 invalidation has completed (its CMD_SYNC), ATC_INV Size 52 for every stream whose shadowed STE enabled ATS, then CMD_SYNC. Not a fix for a device that forges Translated transactions (series-as-posted.md finding 1).',
+    knobs: { ...HARDENED_KNOBS, atcInvalidation: true },
     verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'every ATC entry is dropped before the donation returns' }],
   },
   {
     name: 'vmid-wide-invalidation',
     rationale:
-      '"Not every device, just wipe the VMID. If you say it is rare then keep it simple" (v6 review, PATCH 04/25, Jason Gunthorpe, 2026-05-06): one TLBI_S12_VMALL for VMID 0 + CMD_SYNC instead of the range TLBIs and TLBI_NH_ALL. Safe for the SMMU TLB (smmuv3-arch.md §3.3) at the price of collateral invalidation; the ATC is still not invalidated, so with ATS it keeps the v6 finding.',
-    knobs: { invalidation: 'vmid' },
+      'v6-hardened with "Not every device, just wipe the VMID. If you say it is rare then keep it simple" (v6 review, PATCH 04/25, Jason Gunthorpe, 2026-05-06): one TLBI_S12_VMALL for VMID 0 + CMD_SYNC instead of the range TLBIs and TLBI_NH_ALL. Safe for the SMMU TLB at the price of collateral invalidation; the ATC is still not invalidated.',
+    knobs: { ...HARDENED_KNOBS, invalidation: 'vmid' },
     verdicts: [
       ...OWNERSHIP_HOLDS,
       ...AVAILABILITY_HOLDS,
@@ -108,12 +145,12 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
     name: 'block-idmap-with-split',
     rationale:
-      'GKI-style idmap: memory mapped with the largest blocks the range allows, and a block split by io-pgtable on partial unmap (`arm_lpae_split_blk_unmap`, ≤ 6.13; stage2-pgtable.md, io-pgtable-arm.ts `splitOnUnmap`). The series maps memory page-granular precisely to avoid the split (pkvm-host-s2-iommu.md §6.3): the legacy split replaces a live block by a table without break-before-make (smmuv3-arch.md §6.2). ATS handling is the series\' (neither hidden nor invalidated).',
-    knobs: { idmapMemoryBlocks: true },
+      'v6-hardened with a GKI-style idmap: memory mapped with the largest blocks the range allows, and a block split by io-pgtable on partial unmap (`arm_lpae_split_blk_unmap`, ≤ 6.13). The series maps memory page-granular precisely to avoid the split: the legacy split replaces a live block by a table without break-before-make (smmuv3-arch.md §6.2).',
+    knobs: { ...HARDENED_KNOBS, idmapMemoryBlocks: true },
     verdicts: [
       ...OWNERSHIP_HOLDS,
-      ...AVAILABILITY_HOLDS,
-      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC finding of v6 is unchanged' },
+      ...AVAILABILITY_HOLDS.filter((v) => v.check !== 'dma_availability'),
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC finding of v6-hardened is unchanged' },
       {
         check: 'dma_isolation',
         verdict: 'breaks',
@@ -121,6 +158,7 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
         why: 'the split invalidates only the unmapped page, as a leaf at level 3 (tlb_add_page with the 4K granule → TTL 3); with RIL the SMMU may keep the cached level-2 block, which still reaches the donated page',
       },
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false, ril: false }, why: 'without RIL the TLBI carries no TTL and removes the cached block too' },
+      { check: 'dma_availability', verdict: 'holds', when: { bbml2: true }, why: 'BBML2: no TLB conflict abort' },
       {
         check: 'dma_availability',
         verdict: 'breaks',
@@ -132,8 +170,8 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
     name: 'shared-cpu-s2',
     rationale:
-      'No shadow table: every shadowed STE points the SMMU at the host CPU stage-2 itself (its PGD, the host VTCR, VMID 0), and every TLB invalidation the host stage-2 code makes for the CPU is mirrored to the SMMU (TLBI + CMD_SYNC) before the code goes on (impl/hyp/iommu/shared-host-stage2.ts). "Is there a reason you can\'t just use the CPU S2 for the iommu?" (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01); the answer lists what it needs: devices that can stall on page faults, break-before-make on the SMMU, a coherent SMMU, forwarded invalidations (Mostafa Saleh, 2026-05-04) — "the CPU page table doesn\'t guarantee that" everything stays mapped (2026-05-11). KVM populates the host stage-2 lazily, on host CPU faults.',
-    knobs: { dmaStage2: 'host-stage2' },
+      'v6-hardened with no shadow table: every shadowed STE points the SMMU at the host CPU stage-2 itself (its PGD, the host VTCR, VMID 0), and every TLB invalidation the host stage-2 code makes for the CPU is mirrored to the SMMU (TLBI + CMD_SYNC) before the code goes on (impl/hyp/iommu/shared-host-stage2.ts; the mirror is this project\'s invention). "Is there a reason you can\'t just use the CPU S2 for the iommu?" (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01); the answer lists what it needs (Mostafa Saleh, 2026-05-04) — "the CPU page table doesn\'t guarantee that" everything stays mapped (2026-05-11). KVM populates the host stage-2 lazily, on host CPU faults.',
+    knobs: { ...HARDENED_KNOBS, dmaStage2: 'host-stage2' },
     verdicts: [
       ...OWNERSHIP_HOLDS,
       {
@@ -148,8 +186,8 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
   {
     name: 'shared-cpu-s2-prepopulated',
     rationale:
-      'shared-cpu-s2 with the whole host stage-2 populated at boot, before any driver runs (the largest blocks the memory map allows), the "fully populated at all times S2" of the review (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01). What is left is what Mostafa Saleh names: "we can break block on memory donation" (2026-05-11). A donation inside a block goes through KVM\'s map walker, which breaks the block and installs an empty table (stage2-pgtable.md; only the eager split keeps the rest mapped), so the rest of the block is unmapped until the host CPU faults it back.',
-    knobs: { dmaStage2: 'host-stage2', prepopulateHostStage2: true },
+      'shared-cpu-s2 with the whole host stage-2 populated at boot, before any driver runs (the largest blocks the memory map allows), the "fully populated at all times S2" of the review (v6 review, PATCH 08/25, Jason Gunthorpe, 2026-05-01). What is left is what Mostafa Saleh names: "we can break block on memory donation" (2026-05-11).',
+    knobs: { ...HARDENED_KNOBS, dmaStage2: 'host-stage2', prepopulateHostStage2: true },
     verdicts: [
       ...OWNERSHIP_HOLDS,
       {
@@ -162,6 +200,9 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
     ],
   },
 ];
+
+/** The design every command uses unless told otherwise: the series as posted. */
+export const DEFAULT_DESIGN = 'v6-posted';
 
 export function designVariant(name: string): DesignVariant | undefined {
   return DESIGN_VARIANTS.find((v) => v.name === name);

@@ -10,7 +10,7 @@ import { LAST_LEVEL, leafAllowedAt, levelSize } from '../arch/granule.js';
 import { type PhysicalMemory } from '../arch/physical-memory.js';
 import { INVALID_TYPE_HOST_DONATION, type S2Format, decodeInvalidEntry, encodeTypedAnnotation } from '../arch/s2-descriptor.js';
 import { type U64, u64 } from '../arch/u64.js';
-import { KvmPgtable, PROT_DEVICE, PROT_RW, PROT_RWX, type Stage2Tlb } from '../pgtable/kvm-pgtable.js';
+import { KvmPgtable, PROT_RW, PROT_RWX, type Stage2Tlb } from '../pgtable/kvm-pgtable.js';
 import { type TablePageAllocator } from '../pgtable/page-allocator.js';
 import { type HypMemoryMap } from './memory-map.js';
 import { PAGE_SIZE } from './vmemmap.js';
@@ -19,9 +19,12 @@ export const PKVM_ID_HOST = 0;
 export const PKVM_ID_HYP = 1;
 export const PKVM_ID_GUEST = 2;
 
-/** PKVM_HOST_MEM_PROT = RWX; PKVM_HOST_MMIO_PROT = RW device (§1.2). */
+/**
+ * PKVM_HOST_MEM_PROT = RWX; PKVM_HOST_MMIO_PROT = RW — no DEVICE attribute in any kernel version
+ * (UP-2026 mem_protect.c; series-as-posted.md §2.3).
+ */
 export const PKVM_HOST_MEM_PROT = PROT_RWX;
-export const PKVM_HOST_MMIO_PROT = PROT_RW | PROT_DEVICE;
+export const PKVM_HOST_MMIO_PROT = PROT_RW;
 
 /** Metadata field widths of the typed annotation: owner 3 bits, metadata 56 bits (§1.4). */
 const OWNER_MAX = 7;
@@ -44,7 +47,11 @@ export type HostIdmapHook = (start: number, end: number, prot: number) => void;
  * Where the IOMMU hook is called. SER-T&E v4 (patch 10/28) calls it only from
  * `host_stage2_set_owner_locked`; on the UP-2026 code base guest donations, guest unshares and
  * MMIO donations annotate through `host_stage2_set_owner_metadata_locked` directly and would
- * bypass it. 'every-owner-change' also hooks those paths.
+ * bypass it. 'set-owner-only' is the posted placement (v4 mail; v6's mem_protect.c hunk is not
+ * public, so the placement is a knob). 'every-owner-change' (v6-hardened) also hooks those paths
+ * and the share-back path (`__host_set_page_state_range` giving a NOPAGE page its mapping back),
+ * without which a protected guest's share-then-unshare would unmap a page the idmap no longer
+ * maps (io-pgtable WARN → panic, series-as-posted.md finding 4 caveat).
  */
 export type IdmapHookPlacement = 'set-owner-only' | 'every-owner-change';
 
@@ -52,7 +59,7 @@ export class HostStage2 {
   readonly pgt: KvmPgtable;
   /** Set when the IOMMU layer is present (SER-T&E `kvm_iommu_host_stage2_idmap`). */
   idmapHook: HostIdmapHook | null = null;
-  hookPlacement: IdmapHookPlacement = 'every-owner-change';
+  hookPlacement: IdmapHookPlacement = 'set-owner-only';
 
   constructor(
     memory: PhysicalMemory,

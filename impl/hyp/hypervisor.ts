@@ -16,7 +16,7 @@ import { E2BIG, EAGAIN, EBUSY, EFAULT, EHWPOISON, EINVAL, EEXIST, ENOENT, ENOMEM
 import { LAST_LEVEL } from '../arch/granule.js';
 import { type PhysicalMemory } from '../arch/physical-memory.js';
 import { INVALID_TYPE_GUEST_POISONED, INVALID_TYPE_HOST_DONATION, type S2Format, decodeInvalidEntry, descOutputAddress, encodeTypedAnnotation } from '../arch/s2-descriptor.js';
-import { u64 } from '../arch/u64.js';
+import { type U64, u64 } from '../arch/u64.js';
 import { type HostCpu } from '../hw/cpu.js';
 import { PROT_R, PROT_RWX, PROT_W, PROT_X, type Stage2Tlb } from '../pgtable/kvm-pgtable.js';
 import { type TablePageAllocator } from '../pgtable/page-allocator.js';
@@ -65,11 +65,23 @@ export interface InternalCall {
   readonly ret: number;
 }
 
+/**
+ * One trapped host data access to emulated MMIO: the offset in the range, the access size and
+ * direction from the ESR (`BIT(ESR.SAS)`, WnR), and the value of Rt as two u32 halves.
+ */
+export interface MmioAccess {
+  readonly offset: number;
+  readonly size: 1 | 2 | 4 | 8;
+  readonly write: boolean;
+  readonly lo: number;
+  readonly hi: number;
+}
+
 /** An emulated MMIO range: host data aborts on it are handed to `access` (§6.9). */
 export interface MmioEmulator {
   readonly base: number;
   readonly size: number;
-  access(offset: number, write: boolean, value: number): Generator<YieldPoint, number, void>;
+  access(a: MmioAccess): Generator<YieldPoint, U64, void>;
 }
 
 export { HypervisorPanic } from './panic.js';
@@ -94,8 +106,9 @@ export class Hypervisor {
   readonly internalCalls: InternalCall[] = [];
   /** MMIO the hypervisor emulates for the host (the SMMU frames). */
   readonly mmioEmulators: MmioEmulator[] = [];
-  /** The value the last emulated host MMIO read returned. */
+  /** The value the last emulated host MMIO read returned (low and high halves). */
   lastMmioRead = 0;
+  lastMmioReadHi = 0;
   /** Guest TLB maintenance is not observable by the host; counted only. */
   guestTlbi = 0;
   private readonly guestTlb: Stage2Tlb;
@@ -172,7 +185,9 @@ export class Hypervisor {
     if (this.vmemmap.hostState(first) === PKVM_NOPAGE) {
       const r = this.hostS2.idmapLocked(phys, nrPages * PAGE_SIZE, PROT_RWX);
       if (r !== 0) return r;
-      // Not an owner change: the IOMMU hook is not called (SER-T&E §6.2).
+      // Not an owner change: the posted placement (v4 mail) does not call the IOMMU hook here;
+      // 'every-owner-change' (v6-hardened) maps the page back for DMA too.
+      if (this.hostS2.hookPlacement === 'every-owner-change') this.hostS2.idmapHook?.(phys, phys + nrPages * PAGE_SIZE, PROT_RWX);
       yield { at: 'host_s2_restored' };
     }
     for (let i = 0; i < nrPages; i++) this.vmemmap.setHostState(first + i, st);
@@ -673,7 +688,7 @@ export class Hypervisor {
    * A host data access to MMIO the hypervisor owns: `kvm_iommu_host_dabt_handler` hands it to the
    * emulation of the device behind it; anything else gets the injected abort.
    */
-  *hostMmioAccess(addr: number, write: boolean, value: number): Hypercall {
+  *hostMmioAccess(addr: number, write: boolean, value: number, size: 1 | 2 | 4 | 8 = 4, valueHi = 0): Hypercall {
     if (addr >= 2 ** this.config.physShift || this.memoryMap.addrIsMemory(addr)) return HOST_ACCESS_ABORT;
     const pfn = Math.floor(addr / PAGE_SIZE);
     const owned = this.hypS1.get(pfn) === 'device' && this.hostS2.annotationAt(pfn * PAGE_SIZE)?.owner === PKVM_ID_HYP;
@@ -683,8 +698,12 @@ export class Hypervisor {
       const r = yield* this.hostAccess(addr, write ? 'write' : 'read');
       return r;
     }
-    if (emulator === undefined || addr % 4 !== 0) return HOST_ACCESS_ABORT;
-    this.lastMmioRead = yield* emulator.access(addr - emulator.base, write, value >>> 0);
+    // An unaligned access to Device memory takes an alignment fault at the host's stage 1.
+    if (emulator === undefined || addr % size !== 0) return HOST_ACCESS_ABORT;
+    // The DABT handler decodes the size from ESR.SAS (v4 DABT patch, series-as-posted.md §2.2).
+    const read = yield* emulator.access({ offset: addr - emulator.base, size, write, lo: value >>> 0, hi: valueHi >>> 0 });
+    this.lastMmioRead = read.lo;
+    this.lastMmioReadHi = read.hi;
     return HOST_ACCESS_EMULATED;
   }
 

@@ -93,21 +93,49 @@ export const DEFAULT_FEATURES: SmmuFeatures = Object.freeze({
 });
 
 /**
- * Fills in defaults and rejects configurations no SMMU can have. These are test-author inputs,
- * not host-controlled values, so a bad one throws. BBML0 is only legal before SMMUv3.2 (§1.4),
- * so when BBML0 is asked for without a revision the revision defaults to v3.1.
+ * What is wrong with a feature set, architecturally: one `{ field, message }` per problem, in the
+ * order of the fields (empty when the set is legal). Machine files are checked with it before
+ * anything is built (properties/codecs.ts); resolveFeatures throws on the first problem.
  */
-export function resolveFeatures(partial: Partial<SmmuFeatures> = {}): SmmuFeatures {
+export function featureErrors(partial: Partial<SmmuFeatures> = {}): { field: string; message: string }[] {
   const bbml = partial.bbml ?? DEFAULT_FEATURES.bbml;
   const archMinorRev = partial.archMinorRev ?? (bbml === 0 ? 1 : DEFAULT_FEATURES.archMinorRev);
   const f: SmmuFeatures = { ...DEFAULT_FEATURES, ...partial, bbml, archMinorRev };
-  if (paSizeEncoding(f.oasBits) === undefined) throw new RangeError(`OAS ${f.oasBits} is not an architected size`);
-  if (f.granules.length === 0) throw new RangeError('an SMMU implements at least one granule');
-  if (bbml < 0 || bbml > 2) throw new RangeError(`BBML ${bbml} is not 0, 1 or 2`);
-  if (bbml === 0 && archMinorRev >= 2) throw new RangeError('SMMUv3.2 and later must advertise BBML1 or BBML2 (§1.4)');
-  if (!Number.isInteger(f.sidBits) || f.sidBits < 0 || f.sidBits > 32) throw new RangeError(`SIDSIZE ${f.sidBits} out of 0..32`);
-  for (const q of [f.cmdqLog2Max, f.evtqLog2Max]) if (!Number.isInteger(q) || q < 0 || q > 19) throw new RangeError(`queue size ${q} out of 0..19`);
-  if (!f.s1p && !f.s2p) throw new RangeError('an SMMU translates at some stage');
+  const out: { field: string; message: string }[] = [];
+  const bad = (field: string, message: string) => out.push({ field, message });
+  const int = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+  if (!Array.isArray(f.granules) || f.granules.length === 0) bad('granules', 'an SMMU implements at least one granule (a non-empty list of "4K", "16K", "64K")');
+  else if (f.granules.some((g) => g !== '4K' && g !== '16K' && g !== '64K') || new Set(f.granules).size !== f.granules.length) bad('granules', 'distinct granules among "4K", "16K", "64K"');
+  if (typeof f.oasBits !== 'number' || paSizeEncoding(f.oasBits) === undefined) bad('oasBits', `OAS ${String(f.oasBits)} is not an architected size (32, 36, 40, 42, 44, 48 or 52)`);
+  if (!int(bbml, 0, 2)) bad('bbml', `BBML ${String(bbml)} is not 0, 1 or 2`);
+  if (!int(archMinorRev, 0, 3)) bad('archMinorRev', `SMMUv3.${String(archMinorRev)} is not a revision (0..3)`);
+  else if (bbml === 0 && archMinorRev >= 2) bad('bbml', 'SMMUv3.2 and later must advertise BBML1 or BBML2 (§1.4)');
+  if (!int(f.sidBits, 0, 32)) bad('sidBits', `SIDSIZE ${String(f.sidBits)} out of 0..32`);
+  if (!int(f.cmdqLog2Max, 0, 19)) bad('cmdqLog2Max', `queue size ${String(f.cmdqLog2Max)} out of 0..19`);
+  if (!int(f.evtqLog2Max, 0, 19)) bad('evtqLog2Max', `queue size ${String(f.evtqLog2Max)} out of 0..19`);
+  if (!f.s1p && !f.s2p) bad('s2p', 'an SMMU translates at some stage (s1p or s2p)');
+  const iidr = f.iidr as Partial<Iidr> | null;
+  if (typeof iidr !== 'object' || iidr === null) bad('iidr', 'an object { productId, variant, revision, implementer }');
+  else {
+    for (const [key, bits] of [['productId', 12], ['variant', 4], ['revision', 4], ['implementer', 12]] as const) {
+      if (!int(iidr[key], 0, 2 ** bits - 1)) bad(`iidr.${key}`, `an integer in [0, 2^${bits})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Fills in defaults and rejects configurations no SMMU can have (featureErrors). These are
+ * test-author inputs, not host-controlled values, so a bad one throws. BBML0 is only legal
+ * before SMMUv3.2 (§1.4), so when BBML0 is asked for without a revision the revision defaults to
+ * v3.1.
+ */
+export function resolveFeatures(partial: Partial<SmmuFeatures> = {}): SmmuFeatures {
+  const errors = featureErrors(partial);
+  if (errors.length > 0) throw new RangeError(`features.${errors[0]?.field}: ${errors[0]?.message}`);
+  const bbml = partial.bbml ?? DEFAULT_FEATURES.bbml;
+  const archMinorRev = partial.archMinorRev ?? (bbml === 0 ? 1 : DEFAULT_FEATURES.archMinorRev);
+  const f: SmmuFeatures = { ...DEFAULT_FEATURES, ...partial, bbml, archMinorRev };
   return Object.freeze({ ...f, granules: Object.freeze([...f.granules]) });
 }
 

@@ -8,13 +8,14 @@
  */
 import { GRANULE_4K, LAST_LEVEL, levelSize } from '../../arch/granule.js';
 import { type PhysicalMemory } from '../../arch/physical-memory.js';
-import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, IO_PGTABLE_QUIRK_NO_WARN, type IoPgtableArmS2, type IoPgtableCfg, allocIoPgtableArmS2 } from '../../pgtable/io-pgtable-arm.js';
+import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IoPgtableArmS2, type IoPgtableCfg, allocIoPgtableArmS2 } from '../../pgtable/io-pgtable-arm.js';
 import { iommuIotlbGatherInit } from '../../pgtable/iotlb-gather.js';
 import { PROT_R, PROT_RWX, PROT_W, WALK_LEAF } from '../../pgtable/kvm-pgtable.js';
 import { type TablePageAllocator } from '../../pgtable/page-allocator.js';
 import { type HostStage2 } from '../host-stage2.js';
 import { type HypMemoryMap } from '../memory-map.js';
 import { type DmaStage2View } from './shared-host-stage2.js';
+import { HypervisorPanic, warnOn } from '../panic.js';
 
 /** The SMMU driver's TLB maintenance for VMID 0 on every SMMU (§6.7). */
 export interface IdmapTlbOps {
@@ -38,8 +39,12 @@ export interface IdmapConfig {
 
 const PAGE = 4096;
 
-/** `kvm_iommu_host_stage2_idmap` prot translation (SER-T&E): R → READ, W → WRITE, X dropped. */
+/**
+ * `pkvm_to_iommu_prot` (IOMMU-core a812f96d3b17): R → READ, W → WRITE, X dropped, and
+ * `WARN_ON(prot & ~PKVM_HOST_MEM_PROT)` — "We don't understand that, might be dangerous".
+ */
 export function pkvmToIommuProt(prot: number): number {
+  warnOn((prot & ~PROT_RWX) !== 0, 'pkvm_to_iommu_prot: WARN_ON(prot & ~PKVM_HOST_MEM_PROT)');
   let p = 0;
   if ((prot & PROT_R) !== 0) p |= IOMMU_READ;
   if ((prot & PROT_W) !== 0) p |= IOMMU_WRITE;
@@ -65,7 +70,9 @@ export class ShadowIdmap implements DmaStage2View {
   ) {
     this.memoryBlocks = config.memoryBlocks === true;
     this.cfg = {
-      quirks: IO_PGTABLE_QUIRK_NO_WARN,
+      // No quirks (posted v6-era `smmu_init_pgt`): io-pgtable's WARNs on an empty-PTE unmap or a
+      // map over a leaf are hypervisor panics (onWarn below).
+      quirks: 0,
       pgsizeBitmap: config.pgsizeBitmap,
       ias: config.oas,
       oas: config.oas,
@@ -77,38 +84,52 @@ export class ShadowIdmap implements DmaStage2View {
         tlbAddPage: (_gather, iova, granule) => this.tlb.invalidateRange(iova, granule, granule, true),
       },
     };
-    const pgtable = allocIoPgtableArmS2(this.cfg, memory, allocator, { splitOnUnmap: this.memoryBlocks });
+    const pgtable = allocIoPgtableArmS2(this.cfg, memory, allocator, {
+      splitOnUnmap: this.memoryBlocks,
+      onWarn: (message) => {
+        throw new HypervisorPanic(message, `io-pgtable-arm: WARN (${message})`);
+      },
+    });
     if (pgtable === null) throw new Error('shadow idmap: io-pgtable allocation failed');
     this.pgtable = pgtable;
   }
 
-  /** The driver's `host_stage2_idmap(start, end, prot)` (§6.3); prot 0 unmaps. */
+  /**
+   * The driver's `smmu_host_stage2_idmap(start, end, prot)` (posted v6-era); prot 0 unmaps.
+   * Memory is mapped page by page, MMIO with the largest size `start` is aligned to
+   * (`smmu_pgsize_idmap`). "Map failures doesn't impact security, tolerate it" — but a failed map
+   * returns its error, and a remainder after the loop is `WARN_ON(size)`: a panic.
+   */
   driverIdmap(start: number, end: number, prot: number): number {
     end = Math.min(end, 2 ** this.cfg.oas);
     if (start >= end) return 0;
     let size = end - start;
+    let ret = 0;
     if (prot !== 0) {
       if ((prot & IOMMU_MMIO) === 0) prot |= IOMMU_CACHE;
       while (size > 0) {
         const pgsize = (prot & IOMMU_MMIO) !== 0 || this.memoryBlocks ? this.largestPageSize(start, size) : PAGE;
-        const { ret, mapped } = this.pgtable.mapPages(start, start, pgsize, Math.floor(size / pgsize), prot);
-        start += mapped;
-        size -= mapped;
-        if (ret !== 0 || mapped === 0) {
+        const r = this.pgtable.mapPages(start, start, pgsize, Math.floor(size / pgsize), prot);
+        start += r.mapped;
+        size -= r.mapped;
+        ret = r.ret;
+        if (r.ret !== 0 || r.mapped === 0) {
           this.mapFailures++;
           break;
         }
       }
-      return 0;
+    } else {
+      const gather = iommuIotlbGatherInit();
+      while (size > 0) {
+        const unmapped = this.pgtable.unmapPages(start, PAGE, Math.floor(size / PAGE), gather);
+        start += unmapped;
+        size -= unmapped;
+        if (unmapped === 0) break;
+      }
     }
-    const gather = iommuIotlbGatherInit();
-    while (size > 0) {
-      const unmapped = this.pgtable.unmapPages(start, PAGE, Math.floor(size / PAGE), gather);
-      if (unmapped === 0) break;
-      start += unmapped;
-      size -= unmapped;
-    }
-    return size > 0 ? -22 : 0;
+    if (ret !== 0) return ret;
+    warnOn(size > 0, 'smmu_host_stage2_idmap: WARN_ON(size)', `0x${size.toString(16)} bytes left at 0x${start.toString(16)}`);
+    return 0;
   }
 
   private largestPageSize(start: number, size: number): number {
@@ -125,7 +146,7 @@ export class ShadowIdmap implements DmaStage2View {
    */
   onHostOwnershipChange(start: number, end: number, pkvmProt: number): void {
     if (!this.initialized) return;
-    this.driverIdmap(start, end, pkvmToIommuProt(pkvmProt & PROT_RWX));
+    this.driverIdmap(start, end, pkvmToIommuProt(pkvmProt));
   }
 
   /**
@@ -158,10 +179,15 @@ export class ShadowIdmap implements DmaStage2View {
         return 0;
       },
     });
-    for (const p of pieces) this.driverIdmap(p.start, p.end, p.prot);
+    // A piece whose map fails stops the walk with its error (IOMMU-core a812f96d3b17).
+    let ret = r;
+    for (const p of pieces) {
+      if (ret !== 0) break;
+      ret = this.driverIdmap(p.start, p.end, p.prot);
+    }
     // The v4 bug (bug class 6) set the flag to !!ret; the fixed series sets it on success.
-    this.initialized = r === 0;
-    return r;
+    this.initialized = ret === 0;
+    return ret;
   }
 
   /** What the table maps at `iova` right now: the leaf's output for it, or undefined. */

@@ -1,23 +1,26 @@
 /**
- * The hypervisor's own command queue on one SMMU (pkvm-host-s2-iommu.md §6.7, smmuv3-arch.md
- * §4): queue memory owned by EL2, a software `prod` with its wrap bit, a space check that reads
- * CMDQ_CONS, entries written to memory, one CMDQ_PROD write, and CMD_SYNC (CS = SEV) completion
- * polled on CONS with a bounded number of polls (`-ETIMEDOUT`). Every poll is a yield point: the
- * runner lets the SMMU consume commands there (ARCHITECTURE §4), so a driver that does not wait
- * is caught.
+ * The hypervisor's own command queue on one SMMU, as the posted driver drives it
+ * (series-as-posted.md §2.9; DRV-v6e `smmu_add_cmd`, `smmu_add_cmd_raw`, `smmu_sync_cmd`,
+ * `smmu_send_cmd`, `smmu_cmdq_has_space`, `smmu_cmdq_empty`; posted v6-era):
+ *  - `add`: wait until the queue is not full (CONS read back), write the entry, write CMDQ_PROD;
+ *  - `addRaw`: write the entry and advance the software prod, no PROD write;
+ *  - `sync`: `add` a CMD_SYNC (CS = SEV, MSH = ISH, MSIAttr = OIWB: `arm_smmu_cmdq_build_cmd`),
+ *    then wait until the queue is *empty* (CONS == prod; the ERR bits are not looked at, so a
+ *    stopped queue is a timeout);
+ *  - every wait is bounded (the kernel's poll timeout) and returns -ETIMEDOUT; the callers wrap
+ *    them in WARN_ON, which is a hypervisor panic.
+ * Every poll is a yield point: the runner lets the SMMU consume commands there (ARCHITECTURE §4).
  */
 import { ETIMEDOUT } from '../../arch/errno.js';
 import { type PhysicalMemory } from '../../arch/physical-memory.js';
 import { CMD_BYTES, CS_SEV, type Command, encodeCommand } from '../../arch/smmu/commands.js';
-import { REG, queueConsumed, queueEntryAddress, queueFull, queueIncrement, queuePointerBits } from '../../arch/smmu/registers.js';
+import { REG } from '../../arch/smmu/registers.js';
+import { type U64 } from '../../arch/u64.js';
 import { type YieldPoint } from '../hypervisor.js';
+import { qIdx, queueEmptyLlq, queueFullLlq, queueIncProdN, queueSpace } from './llq.js';
 
-export const EIO = 5;
-
-/** CMDQ_CONS.ERR[30:24]. */
-function consError(cons: number): number {
-  return (cons >>> 24) & 0x7f;
-}
+/** The CMD_SYNC `arm_smmu_cmdq_build_cmd` builds with no MSI address. */
+export const HYP_CMD_SYNC: Command = { kind: 'CMD_SYNC', cs: CS_SEV, msh: 3, msiattr: 0xf, msidata: 0, msiaddr: 0 };
 
 export class HypCmdq {
   private prod = 0;
@@ -32,7 +35,7 @@ export class HypCmdq {
     /** Queue memory (hypervisor-owned), aligned to its size. */
     readonly base: number,
     readonly log2size: number,
-    /** Polls before a wait gives up with -ETIMEDOUT (the kernel's 100 ms). */
+    /** Polls before a wait gives up with -ETIMEDOUT (`ARM_SMMU_POLL_TIMEOUT_US`). */
     private readonly pollBudget = 4096,
   ) {}
 
@@ -50,41 +53,76 @@ export class HypCmdq {
     return this.prod;
   }
 
-  /**
-   * Appends `commands` (and a CMD_SYNC when `sync`), publishes them with one CMDQ_PROD write and,
-   * with a sync, waits until it is consumed. Returns 0, -ETIMEDOUT, or -EIO when the queue
-   * stopped on an error at or before the sync.
-   */
-  *issue(commands: readonly Command[], sync: boolean): Generator<YieldPoint, number, void> {
-    const all: Command[] = [...commands];
-    if (sync) all.push({ kind: 'CMD_SYNC', cs: CS_SEV, msh: 3, msiattr: 0xf, msidata: 0, msiaddr: 0 });
-    let syncAt = -1;
-    for (const cmd of all) {
-      let polls = 0;
-      while (queueFull(this.prod, this.readCons(), this.log2size)) {
-        // Publish what we have so the SMMU can make room.
-        this.memory.write32(this.smmuBase + REG.CMDQ_PROD, this.prod);
-        if (++polls > this.pollBudget) return -ETIMEDOUT;
-        yield { at: 'cmdq_wait_space' };
-      }
-      const words = encodeCommand(cmd);
-      const at = queueEntryAddress(this.base, this.prod, this.log2size, CMD_BYTES);
-      this.memory.store64(at, (words[0] as { lo: number }).lo, (words[0] as { hi: number }).hi);
-      this.memory.store64(at + 8, (words[1] as { lo: number }).lo, (words[1] as { hi: number }).hi);
-      if (cmd.kind === 'CMD_SYNC') syncAt = this.prod;
-      this.prod = queueIncrement(this.prod, this.log2size);
-      this.commandsIssued++;
+  /** `smmu_wait(..., smmu_cmdq_has_space(cmdq, n))`. */
+  *waitSpace(n: number): Generator<YieldPoint, number, void> {
+    for (let polls = 0; queueSpace(this.prod, this.readCons(), this.log2size) < n; polls++) {
+      if (polls >= this.pollBudget) return -ETIMEDOUT;
+      yield { at: 'cmdq_wait_space' };
     }
-    this.memory.write32(this.smmuBase + REG.CMDQ_PROD, this.prod);
-    yield { at: 'cmdq_prod_written' };
-    if (syncAt < 0) return 0;
-    this.syncsIssued++;
-    for (let polls = 0; ; polls++) {
-      const cons = this.readCons();
-      if (consError(cons) !== 0) return -EIO;
-      if (queueConsumed(queuePointerBits(cons, this.log2size), syncAt, this.log2size)) return 0;
+    return 0;
+  }
+
+  /** `smmu_wait(..., smmu_cmdq_empty(cmdq))`. */
+  *waitEmpty(): Generator<YieldPoint, number, void> {
+    for (let polls = 0; !queueEmptyLlq(this.prod, this.readCons(), this.log2size); polls++) {
       if (polls >= this.pollBudget) return -ETIMEDOUT;
       yield { at: 'cmdq_poll' };
     }
+    return 0;
+  }
+
+  /** `smmu_add_cmd_raw`: the two dwords at prod, prod advanced; CMDQ_PROD not written. */
+  addRaw(words: readonly U64[]): void {
+    const at = this.base + qIdx(this.prod, this.log2size) * CMD_BYTES;
+    const w0 = words[0] as U64;
+    const w1 = words[1] as U64;
+    this.memory.store64(at, w0.lo, w0.hi);
+    this.memory.store64(at + 8, w1.lo, w1.hi);
+    this.prod = queueIncProdN(this.prod, 1, this.log2size);
+    this.commandsIssued++;
+  }
+
+  /** Publishes the software prod (`writel(llq.prod, prod_reg)`). */
+  *publish(): Generator<YieldPoint, void, void> {
+    this.memory.write32(this.smmuBase + REG.CMDQ_PROD, this.prod);
+    yield { at: 'cmdq_prod_written' };
+  }
+
+  /** `smmu_add_cmd`. */
+  *add(cmd: Command): Generator<YieldPoint, number, void> {
+    for (let polls = 0; queueFullLlq(this.prod, this.readCons(), this.log2size); polls++) {
+      if (polls >= this.pollBudget) return -ETIMEDOUT;
+      yield { at: 'cmdq_wait_space' };
+    }
+    this.addRaw(encodeCommand(cmd));
+    yield* this.publish();
+    return 0;
+  }
+
+  /** `smmu_sync_cmd`. */
+  *sync(): Generator<YieldPoint, number, void> {
+    const r = yield* this.add(HYP_CMD_SYNC);
+    if (r !== 0) return r;
+    this.syncsIssued++;
+    return yield* this.waitEmpty();
+  }
+
+  /** `smmu_send_cmd`: add, then sync. */
+  *send(cmd: Command): Generator<YieldPoint, number, void> {
+    const r = yield* this.add(cmd);
+    if (r !== 0) return r;
+    return yield* this.sync();
+  }
+
+  /**
+   * The commands one by one (as `arm_smmu_tlb_inv_build` hands them to `__smmu_add_cmd`), then
+   * a sync when asked. Returns the first error.
+   */
+  *issue(commands: readonly Command[], sync: boolean): Generator<YieldPoint, number, void> {
+    for (const cmd of commands) {
+      const r = yield* this.add(cmd);
+      if (r !== 0) return r;
+    }
+    return sync ? yield* this.sync() : 0;
   }
 }

@@ -8,7 +8,6 @@ import {
   IIDR_IMPLEMENTER_ARM,
   IIDR_PRODUCT_MMU600,
   IIDR_PRODUCT_MMU700,
-  TTENDIAN_BE,
   decodeIdr0,
   decodeIdr1,
   decodeIdr3,
@@ -16,6 +15,9 @@ import {
   decodeIidr,
   oasBits,
 } from '../../arch/smmu/registers.js';
+
+/** IDR0.TTENDIAN 0b01 is reserved (0b00 mixed, 0b10 LE only, 0b11 BE only). */
+const TTENDIAN_RESERVED = 1;
 
 export interface SmmuFeatures {
   readonly s1p: boolean;
@@ -56,7 +58,9 @@ export function nestingErratum(iidr: number): boolean {
   const id = decodeIidr(iidr);
   if (id.implementer !== IIDR_IMPLEMENTER_ARM) return false;
   if (id.productId === IIDR_PRODUCT_MMU600) return id.variant < 2;
-  if (id.productId === IIDR_PRODUCT_MMU700) return id.variant < 1 || (id.variant === 1 && id.revision < 1);
+  // posted v6-era smmu_nesting_supported: `!(variant < 1 || revision < 1)`, which also refuses
+  // e.g. r2p0 (series-as-posted.md §2.11).
+  if (id.productId === IIDR_PRODUCT_MMU700) return id.variant < 1 || id.revision < 1;
   return false;
 }
 
@@ -70,11 +74,12 @@ export function probeSmmu(regs: IdRegisters, firmwareCoherent: boolean): ProbeRe
   const idr3 = decodeIdr3(regs.idr3);
   const idr5 = decodeIdr5(regs.idr5);
   if (!firmwareCoherent) return { ok: false, errno: -EINVAL, reason: 'the hypervisor driver needs a coherent SMMU (FEAT_COHERENCY)' };
-  if ((idr0.ttf & 2) === 0) return { ok: false, errno: -ENXIO, reason: 'no AArch64 table format' };
+  // posted v6-era smmu_probe: no check of IDR0.TTF (the project's earlier AArch64 check is gone).
   const nesting = idr0.s1p && idr0.s2p && !nestingErratum(regs.iidr);
   if (!nesting) return { ok: false, errno: -ENXIO, reason: idr0.s1p && idr0.s2p ? 'nesting broken by an erratum on this part' : 'needs both stage 1 and stage 2' };
-  // The hypervisor runs little-endian tables.
-  if (idr0.ttendian === TTENDIAN_BE) return { ok: false, errno: -ENXIO, reason: 'no little-endian table support' };
+  // posted v6-era: `!(TT_LE | TT_BE)` → -ENXIO, so only the reserved TTENDIAN 0b01 is refused; a
+  // big-endian-only SMMU is accepted although the hypervisor writes little-endian tables.
+  if (idr0.ttendian === TTENDIAN_RESERVED) return { ok: false, errno: -ENXIO, reason: 'neither little- nor big-endian tables (TTENDIAN reserved)' };
   if (idr1.tablesPreset || idr1.queuesPreset || idr1.rel) return { ok: false, errno: -EINVAL, reason: 'embedded (preset) tables or queues are not supported' };
   let oas = oasBits(idr5.oas);
   if (idr5.oas > 6) oas = 48;

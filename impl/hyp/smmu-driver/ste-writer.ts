@@ -113,3 +113,30 @@ export function writeEntry(access: EntryAccess, target: readonly U64[], sync: ()
   entrySet(access, target, 0, QWORDS, sync);
   return 'unchanged';
 }
+
+/**
+ * The posted hypervisor's STE update (DRV-v6e `smmu_reshadow_ste`, posted v6-era), not Linux's
+ * hitless writer: valid → invalid writes qword 0, syncs (CFGI_STE + CMD_SYNC), then qwords 1..7;
+ * invalid → valid writes qwords 1..7, syncs, then qword 0; anything else writes all eight in order
+ * with no sync in between — "as all the S2 config is always the same". The caller then sends the
+ * final CFGI_STE + CMD_SYNC. Not hitless in general (e.g. bypass → stage 1 changes qwords 0 and
+ * 1 while the entry is live: series-as-posted.md §2.7, probe G).
+ */
+export function writeSteAsPosted(access: EntryAccess, target: readonly U64[], sync: () => void): EntryUpdateKind {
+  const curValid = (access.read(0).lo & 1) !== 0;
+  const targetValid = ((target[0] as U64).lo & 1) !== 0;
+  if (curValid && !targetValid) {
+    access.write(0, target[0] as U64);
+    sync();
+    for (let i = 1; i < QWORDS; i++) access.write(i, target[i] as U64);
+    return 'breaking';
+  }
+  if (!curValid && targetValid) {
+    for (let i = 1; i < QWORDS; i++) access.write(i, target[i] as U64);
+    sync();
+    access.write(0, target[0] as U64);
+    return 'breaking';
+  }
+  for (let i = 0; i < QWORDS; i++) access.write(i, target[i] as U64);
+  return 'hitless'; // what the code assumes, not what the oracle says
+}
