@@ -16,7 +16,8 @@ import { runCampaign } from './campaign.js';
 import { boardFacts, parseFdt } from './fdt.js';
 import { compileCase, diffCase } from './generators.js';
 import { QEMU_INSTALL_HINT, hex, hex64, qemuVersion } from './qtest.js';
-import { type DiffEnv } from './replay.js';
+import { classify } from './filters.js';
+import { type DiffEnv, type ModelXfer, StrtabShadow, l1StdOutsideArchitecture } from './replay.js';
 import { parseTrace } from './trace.js';
 
 /** QEMU 10.0.2's virt board as measured (qemu-smmuv3-peer.md §2), for the QEMU-free tests. */
@@ -72,6 +73,42 @@ describe('QEMU differential harness (no QEMU needed)', () => {
       expect(trace.twoLevel).toBe(usesTwoLevel);
       expect(parseTrace(JSON.stringify(trace)).ok).toBe(true);
     }
+  });
+
+  it('the filter: a record QEMU never writes may show only as the model\'s EVTQ_ABT_ERR (full queue); nothing else in GERROR passes', () => {
+    const x: ModelXfer = { at: 5, write: false, iova: 2 ** 44, sid: 0x18, candidates: [], sinkPa: undefined, tagged: false, reason: 'addr_size_s1', permissionOnHit: false, ipaWiderThanPs: false, l1StdOutsideArch: false };
+    const regs = (g: number): { k: 'regs'; at: number; v: string } => ({ k: 'regs', at: 5, v: `CMDQ_CONS=0x3 EVTQ_PROD=0x2 EVTQ_CONS=0x0 GERROR^N=0x${g.toString(16)} CR0ACK=0xd` });
+    expect(classify(x, regs(0x4), regs(0))?.id).toBe('addr-size-beyond-ias');
+    expect(classify(x, regs(0x5), regs(1))?.id).toBe('addr-size-beyond-ias');
+    expect(classify(x, regs(0), regs(0x4))).toBeUndefined();
+    expect(classify(x, regs(0x1), regs(0))).toBeUndefined();
+    expect(classify({ ...x, reason: 'translation' }, regs(0x4), regs(0))).toBeUndefined();
+    const ev = (v: string[]): { k: 'events'; at: number; v: string } => ({ k: 'events', at: 5, v: JSON.stringify(v) });
+    expect(classify(x, ev(['F_ADDR_SIZE s2=0 x']), ev([]))?.id).toBe('addr-size-beyond-ias');
+    expect(classify(x, ev(['F_TRANSLATION s2=1 x']), ev([]))).toBeUndefined();
+  });
+
+  it('L1STDs the architecture makes invalid but QEMU follows are recognised (Span bounds, index beyond 2^(Span-1), L2Ptr bits)', () => {
+    const mem = new PhysicalMemory([{ name: 'ram', kind: 'ram', base: 0x4000_0000, size: 0x10_0000 }]);
+    const st = new StrtabShadow();
+    st.onStore({ t: 'reg64', off: 0x80, lo: 0x4000_0000, hi: 0 });
+    const l1 = (lo: number, hi = 0): boolean => {
+      mem.store64(0x4000_0000, lo >>> 0, hi);
+      return l1StdOutsideArchitecture(mem, st, 16, 0x20);
+    };
+    st.onStore({ t: 'reg32', off: 0x88, v: 8 });
+    expect(l1(1)).toBe(false); // linear table: no L1STD
+    st.onStore({ t: 'reg32', off: 0x88, v: (1 << 16) | (6 << 6) | 8 });
+    expect(l1(0x4002_0007)).toBe(false); // Span 7 = SPLIT + 1: 64 STEs, index 0x20 inside
+    expect(l1(0)).toBe(false); // Span 0: invalid to both sides alike
+    expect(l1(0x4002_0006)).toBe(true); // 32 STEs: index 0x20 would be the 33rd
+    expect(l1(0x4002_0005)).toBe(true);
+    expect(l1(0x7a90_0001)).toBe(true); // one STE
+    expect(l1(0x4002_0008)).toBe(true); // Span > SPLIT + 1
+    expect(l1(0x4002_000c)).toBe(true); // reserved Span
+    expect(l1(0x4002_0027)).toBe(true); // L2Ptr bit 5
+    expect(l1(0x4002_0807)).toBe(true); // L2Ptr not aligned to the 4 KiB array
+    expect(l1(0x4002_0007, 0x10_0000)).toBe(true); // L2Ptr above bit 51
   });
 
   it('qtest numbers are unsigned hex: negative or fractional values are refused before they reach QEMU', () => {

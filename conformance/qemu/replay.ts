@@ -15,7 +15,7 @@
 import { paSizeFromEncoding } from '../../impl/arch/granule.js';
 import { ACCESS_OK, PhysicalMemory, READ_ABORT } from '../../impl/arch/physical-memory.js';
 import { type DecodedEvent, EVENT_CLASS_TT, decodeEvent } from '../../impl/arch/smmu/events.js';
-import { REG, decodeAidr, decodeIdr0, decodeIdr1, decodeIdr3, decodeIdr5, decodeIidr } from '../../impl/arch/smmu/registers.js';
+import { REG, decodeAidr, decodeIdr0, decodeIdr1, decodeIdr3, decodeIdr5, decodeIidr, effectiveStrtabSplit } from '../../impl/arch/smmu/registers.js';
 import { type SteFields } from '../../impl/arch/smmu/ste.js';
 import { type U64, u64 } from '../../impl/arch/u64.js';
 import { type SmmuFeatures, type SmmuMode, Smmu } from '../../impl/hw/smmu/index.js';
@@ -105,6 +105,48 @@ export interface ModelXfer {
   readonly permissionOnHit: boolean;
   /** The stream's stage-2 STE has an input range (64 − S2T0SZ) wider than its effective S2PS. */
   readonly ipaWiderThanPs: boolean;
+  /** A 2-level stream table whose L1STD for the stream is valid in QEMU's reading but not in the architecture's (l1StdOutsideArchitecture). */
+  readonly l1StdOutsideArch: boolean;
+}
+
+/** Shadow of the stream-table base registers as the trace wrote them. */
+export class StrtabShadow {
+  baseLo = 0;
+  baseHi = 0;
+  cfg = 0;
+
+  onStore(op: Op): void {
+    if (op.t === 'reg64' && op.off === REG.STRTAB_BASE) {
+      this.baseLo = op.lo;
+      this.baseHi = op.hi;
+    } else if (op.t === 'reg32' && op.off === REG.STRTAB_BASE) this.baseLo = op.v;
+    else if (op.t === 'reg32' && op.off === REG.STRTAB_BASE + 4) this.baseHi = op.v;
+    else if (op.t === 'reg32' && op.off === REG.STRTAB_BASE_CFG) this.cfg = op.v;
+  }
+}
+
+/**
+ * Whether the L1STD that a 2-level stream table gives `sid` is one that QEMU 10.0.2 follows
+ * although the architecture makes the StreamID invalid or the L2 pointer different
+ * (smmuv3-arch.md §2.1; QEMU hw/arm/smmuv3.c:677-699, hw/arm/smmuv3-internal.h:652-661):
+ * Span reserved (12..31) or above SPLIT + 1, the StreamID's low bits at or beyond 2^(Span−1),
+ * or L2Ptr bits QEMU keeps and the architecture ignores (bit 5, bits below the array size,
+ * bits above 51). Span = 0 is invalid to both and gives C_BAD_STREAMID on both.
+ */
+export function l1StdOutsideArchitecture(memory: PhysicalMemory, shadow: StrtabShadow, sidBits: number, sid: number): boolean {
+  const cfg = shadow.cfg;
+  if (((cfg >>> 16) & 3) !== 1) return false;
+  const log2size = Math.min(cfg & 0x3f, sidBits);
+  if (sid >= 2 ** log2size) return false;
+  const split = effectiveStrtabSplit((cfg >>> 6) & 0x1f);
+  const base = ((shadow.baseLo & 0xffff_ffc0) >>> 0) + (shadow.baseHi & 0xf_ffff) * 0x1_0000_0000;
+  const d = memory.peek64(base + Math.floor(sid / 2 ** split) * 8);
+  const span = d.lo & 0x1f;
+  if (span === 0) return false;
+  if (span > 11 || span > split + 1) return true;
+  if (sid % 2 ** split >= 2 ** (span - 1)) return true;
+  const l2Bytes = 2 ** (span - 1) * 64;
+  return (d.lo & 0x20) !== 0 || ((d.lo & 0xffff_ffc0) >>> 0) % l2Bytes !== 0 || d.hi >>> 20 !== 0;
 }
 
 export interface SideRun {
@@ -262,6 +304,7 @@ export function replayOnModel(trace: Trace, env: DiffEnv, mode: SmmuMode = 'perm
   const obs: Obs[] = [];
   const xfers = new Map<number, ModelXfer>();
   const q = new QueueShadow();
+  const strtab = new StrtabShadow();
   const buffers = env.sids.map(() => 0);
   const written = new Set<number>();
   let gerrorTouched = false;
@@ -302,11 +345,13 @@ export function replayOnModel(trace: Trace, env: DiffEnv, mode: SmmuMode = 'perm
     switch (op.t) {
       case 'reg32':
         q.onStore(op);
+        strtab.onStore(op);
         memory.write32(env.smmuBase + op.off, op.v);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
         break;
       case 'reg64':
         q.onStore(op);
+        strtab.onStore(op);
         memory.store64(env.smmuBase + op.off, op.lo, op.hi);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
         break;
@@ -314,6 +359,8 @@ export function replayOnModel(trace: Trace, env: DiffEnv, mode: SmmuMode = 'perm
         memory.store64(op.pa, op.lo, op.hi);
         break;
       case 'dmaw': {
+        // Before the transfers: the write may itself land on the L1STD it went through.
+        const l1Bad = l1StdOutsideArchitecture(memory, strtab, smmu.features.sidBits, env.sids[op.dev] ?? 0);
         memory.write32(trace.helper.srcPa, op.tag);
         transfer(op.dev, trace.helper.srcIova, false);
         const tagged = buffers[op.dev] === op.tag;
@@ -322,18 +369,19 @@ export function replayOnModel(trace: Trace, env: DiffEnv, mode: SmmuMode = 'perm
         const candidates = [r.pa, fresh.kind === 'ok' ? fresh.pa : undefined].filter((x): x is number => x !== undefined && x % 4 === 0 && memory.isRam(x));
         for (const c of candidates) written.add(c - (c % PAGE));
         const sid = env.sids[op.dev] ?? 0;
-        xfers.set(at, { at, write: true, iova: op.iova, sid, candidates: [...new Set(candidates)], sinkPa: undefined, tagged, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid) });
+        xfers.set(at, { at, write: true, iova: op.iova, sid, candidates: [...new Set(candidates)], sinkPa: undefined, tagged, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid), l1StdOutsideArch: l1Bad });
         obs.push({ k: 'xfer', at, v: !tagged ? 'unobservable' : r.pa === undefined ? 'none' : `reached ${h(r.pa)}` });
         events(at);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
         break;
       }
       case 'dmar': {
+        const l1Bad = l1StdOutsideArchitecture(memory, strtab, smmu.features.sidBits, env.sids[op.dev] ?? 0);
         const r = transfer(op.dev, op.iova, false);
         const data = buffers[op.dev] ?? 0;
         const sink = transfer(op.dev, trace.helper.sinkIova, true);
         const sid = env.sids[op.dev] ?? 0;
-        xfers.set(at, { at, write: false, iova: op.iova, sid, candidates: [], sinkPa: sink.pa, tagged: false, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid) });
+        xfers.set(at, { at, write: false, iova: op.iova, sid, candidates: [], sinkPa: sink.pa, tagged: false, reason: r.reason, permissionOnHit: r.permissionOnHit, ipaWiderThanPs: ipaWiderThanPs(sid), l1StdOutsideArch: l1Bad });
         obs.push({ k: 'xfer', at, v: sink.pa === undefined ? 'unobservable' : `data ${h(data)}` });
         events(at);
         obs.push({ k: 'regs', at, v: modelRegs(m) });
