@@ -6,11 +6,12 @@
  * as a trace. Exit 0: no difference beyond the known QEMU bugs; 1: a difference; 2: misuse;
  * 3: no qemu-system-aarch64 ≥ 10 on the PATH.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readInputText } from '../conformance/input-file.js';
 import { formatReport, runCampaign } from '../conformance/qemu/campaign.js';
 import { QemuSession } from '../conformance/qemu/session.js';
 import { QEMU_INSTALL_HINT, qemuVersion } from '../conformance/qemu/qtest.js';
-import { formatTrace, parseTrace } from '../conformance/qemu/trace.js';
+import { type Trace, formatTrace, parseTrace } from '../conformance/qemu/trace.js';
 import { intOption, parseArgs } from './args.js';
 
 const HELP = `usage: npm run diff-qemu -- [--cases N] [--seed S] [--max-steps N] [--shards N] [--shrink-runs N] [--save FILE]
@@ -64,27 +65,33 @@ export async function main(argv: readonly string[], io: Io, clock: () => number 
   }
   const tracePath = parsed.values.get('trace');
   if (tracePath !== undefined && (ints.cases !== undefined || ints.seed !== undefined)) return usage('--trace replays one trace: it takes no --cases or --seed');
+  // A trace file is checked before QEMU is looked for: misuse is exit 2 on any machine.
+  let given: Trace | undefined;
+  if (tracePath !== undefined) {
+    // The one reader of every input file (regular files only, size bounded; README "Input limits").
+    const read = readInputText(tracePath);
+    if (read.ok === 'missing') return usage(`cannot read ${tracePath}: ENOENT`);
+    if (!read.ok) return usage(read.error);
+    const t = parseTrace(read.text, tracePath);
+    if (!t.ok) return usage(t.error);
+    given = t.trace;
+  }
   const version = qemuVersion();
   if (version === undefined || version.major < 10) {
     io.err.write(`diff-qemu: ${version === undefined ? 'qemu-system-aarch64 not found' : `${version.text} is older than 10`}; ${QEMU_INSTALL_HINT}\n`);
     return 3;
   }
   io.out.write(`${version.text}\n`);
-  if (tracePath !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(tracePath, 'utf8');
-    } catch (e) {
-      return usage(`cannot read ${tracePath}: ${(e as Error).message}`);
-    }
-    const t = parseTrace(text);
-    if (!t.ok) return usage(`${tracePath}: ${t.error}`);
+  if (given !== undefined) {
+    const trace = given;
     const session = new QemuSession();
     try {
-      const r = await session.run(t.trace);
-      if (r.status === 'same') io.out.write(`${t.trace.name}: ${r.ops} ops, no difference\n`);
+      const devices = (await session.env()).sids.length;
+      if (trace.ops.some((o) => (o.t === 'dmaw' || o.t === 'dmar') && o.dev >= devices)) return usage(`${tracePath ?? ''}: a transfer names a device beyond the board's ${devices} edu devices`);
+      const r = await session.run(trace);
+      if (r.status === 'same') io.out.write(`${trace.name}: ${r.ops} ops, no difference\n`);
       else {
-        io.out.write(`${formatTrace(t.trace, r.first.at).join('\n')}\n`);
+        io.out.write(`${formatTrace(trace, r.first.at).join('\n')}\n`);
         io.out.write(`${r.status === 'known' ? `known QEMU deviation ${r.deviation}` : 'difference'} after op ${r.first.at} (${r.first.k}):\n  model: ${r.first.model}\n  qemu:  ${r.first.qemu}\n`);
       }
       return r.status === 'differ' ? 1 : 0;

@@ -42,6 +42,8 @@ export interface CampaignReport {
   /** Kinds of the first differences (observation kind + trace name), with counts. */
   readonly differKinds: Readonly<Record<string, number>>;
   readonly failure: ShrunkFailure | undefined;
+  /** Generated steps (the generators' high-level steps, as qemu-smmuv3-peer.md §4 counts them). */
+  readonly steps: number;
   readonly ops: number;
   readonly transactions: number;
   readonly qemuStarts: number;
@@ -102,6 +104,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       differ,
       differKinds,
       failure,
+      steps: cases.reduce((n, c) => n + c.steps.length, 0),
       ops: traces.reduce((n, t) => n + t.ops.length, 0),
       transactions: traces.reduce((n, t) => n + transactions(t), 0),
       qemuStarts: sessions.reduce((n, s) => n + s.starts, 0),
@@ -154,8 +157,8 @@ async function shrink(session: QemuSession, env: DiffEnv, failing: DiffCase, ind
 export function formatReport(r: CampaignReport): string[] {
   const lines: string[] = [];
   const secs = r.elapsedMs / 1000;
-  lines.push(`seed ${r.seed}: ${r.cases} cases, ${r.transactions} transactions, ${r.ops} trace ops, ${r.qemuStarts} QEMU starts, ${secs.toFixed(1)} s`);
-  lines.push(`throughput: ${(r.cases / secs).toFixed(1)} cases/s, ${(r.ops / secs).toFixed(0)} ops/s, ${(r.transactions / secs).toFixed(0)} transactions/s (model + QEMU)`);
+  lines.push(`seed ${r.seed}: ${r.cases} cases, ${r.steps} generated steps, ${r.transactions} transactions, ${r.ops} trace ops, ${r.qemuStarts} QEMU starts, ${secs.toFixed(1)} s`);
+  lines.push(`throughput: ${(r.cases / secs).toFixed(1)} cases/s, ${(r.steps / secs).toFixed(0)} steps/s, ${(r.ops / secs).toFixed(0)} ops/s, ${(r.transactions / secs).toFixed(0)} transactions/s (model + QEMU)`);
   lines.push(`same: ${r.same}; known QEMU deviations: ${Object.entries(r.known).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; differ: ${r.differ}`);
   for (const [k, n] of Object.entries(r.differKinds)) lines.push(`  first difference ${k}: ${n}`);
   const f = r.failure;

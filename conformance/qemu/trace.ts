@@ -18,6 +18,7 @@ import * as t from 'io-ts';
 import { isRight } from 'fp-ts/lib/Either.js';
 import { match } from 'ts-pattern';
 import { REG } from '../../impl/arch/smmu/registers.js';
+import { parseJsonInput } from '../input-file.js';
 
 export type Op =
   | { readonly t: 'reg32'; readonly off: number; readonly v: number }
@@ -44,31 +45,35 @@ export interface Trace {
 
 const U32 = t.refinement(t.number, (n) => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff, 'u32');
 const Addr = t.refinement(t.number, (n) => Number.isSafeInteger(n) && n >= 0, 'address');
+// A trace file may come from anywhere (README "Input limits"): register offsets stay inside the
+// SMMU's 128 KiB frame and are aligned to the access size, RAM stores are 8-byte aligned, device
+// transfers are 4-byte aligned (one edu transfer = one translation) and name one of at most 16
+// devices (the board's edu count is checked when the trace runs).
+const FRAME = 0x2_0000;
+const RegOff = (align: number): t.Type<number> => t.refinement(U32, (n) => n < FRAME && n % align === 0, `offset < 0x20000, ${align}-aligned`);
+const Aligned = (align: number): t.Type<number> => t.refinement(Addr, (n) => n % align === 0 && n < 2 ** 52, `address < 2^52, ${align}-aligned`);
+const Dev = t.refinement(U32, (n) => n < 16, 'device index < 16');
 const OpCodec = t.union([
-  t.type({ t: t.literal('reg32'), off: U32, v: U32 }),
-  t.type({ t: t.literal('reg64'), off: U32, lo: U32, hi: U32 }),
-  t.type({ t: t.literal('mem64'), pa: Addr, lo: U32, hi: U32 }),
-  t.type({ t: t.literal('dmaw'), dev: U32, iova: Addr, tag: U32 }),
-  t.type({ t: t.literal('dmar'), dev: U32, iova: Addr }),
+  t.type({ t: t.literal('reg32'), off: RegOff(4), v: U32 }),
+  t.type({ t: t.literal('reg64'), off: RegOff(8), lo: U32, hi: U32 }),
+  t.type({ t: t.literal('mem64'), pa: Aligned(8), lo: U32, hi: U32 }),
+  t.type({ t: t.literal('dmaw'), dev: Dev, iova: Aligned(4), tag: U32 }),
+  t.type({ t: t.literal('dmar'), dev: Dev, iova: Aligned(4) }),
   t.type({ t: t.literal('evcons') }),
 ]);
 export const TraceCodec = t.type({
   name: t.string,
   twoLevel: t.boolean,
-  helper: t.type({ srcIova: Addr, srcPa: Addr, sinkIova: Addr, sinkPa: Addr }),
+  helper: t.type({ srcIova: Aligned(4), srcPa: Aligned(4), sinkIova: Aligned(4), sinkPa: Aligned(4) }),
   ops: t.array(OpCodec),
 });
 
-/** A trace from JSON text, or an error line. */
-export function parseTrace(text: string): { ok: true; trace: Trace } | { ok: false; error: string } {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    return { ok: false, error: `not JSON: ${(e as Error).message}` };
-  }
-  const r = TraceCodec.decode(raw);
-  if (!isRight(r)) return { ok: false, error: 'not a trace (see conformance/qemu/trace.ts)' };
+/** A trace from JSON text (within the project's JSON limits), or an error line prefixed with `name`. */
+export function parseTrace(text: string, name = 'trace'): { ok: true; trace: Trace } | { ok: false; error: string } {
+  const parsed = parseJsonInput(name, text);
+  if (!parsed.ok) return parsed;
+  const r = TraceCodec.decode(parsed.json);
+  if (!isRight(r)) return { ok: false, error: `${name}: not a trace (see conformance/qemu/trace.ts)` };
   return { ok: true, trace: r.right };
 }
 
