@@ -1,7 +1,7 @@
 /**
  * The QEMU differential test (issue 14). The QEMU-free part checks the generators against the
- * encodings QEMU 10.0.2 dies on or decodes against the architecture, the DTB reader, the filter, and the CLI's
- * misuse handling. With qemu-system-aarch64 ≥ 10 on the PATH, a fixed set of 500 generated cases
+ * encodings QEMU 10.0.2 dies on or decodes against the architecture, the DTB reader, the filter,
+ * and the CLI's misuse and hostile-file handling. With qemu-system-aarch64 ≥ 10 on the PATH, a fixed set of 500 generated cases
  * runs on the model (permissive) and on QEMU and must not differ beyond the known QEMU bugs;
  * a strict-mode model must differ, and the difference must shrink. Without QEMU those skip.
  */
