@@ -47,6 +47,8 @@ export interface CampaignReport {
   readonly ops: number;
   readonly transactions: number;
   readonly qemuStarts: number;
+  /** Cases run again on a fresh QEMU after a qtest timeout. */
+  readonly retries: number;
   readonly elapsedMs: number;
   readonly shrinkMs: number;
 }
@@ -108,6 +110,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       ops: traces.reduce((n, t) => n + t.ops.length, 0),
       transactions: traces.reduce((n, t) => n + transactions(t), 0),
       qemuStarts: sessions.reduce((n, s) => n + s.starts, 0),
+      retries: sessions.reduce((n, s) => n + s.retries, 0),
       elapsedMs,
       shrinkMs: Date.now() - t1,
     };
@@ -157,7 +160,7 @@ async function shrink(session: QemuSession, env: DiffEnv, failing: DiffCase, ind
 export function formatReport(r: CampaignReport): string[] {
   const lines: string[] = [];
   const secs = r.elapsedMs / 1000;
-  lines.push(`seed ${r.seed}: ${r.cases} cases, ${r.steps} generated steps, ${r.transactions} transactions, ${r.ops} trace ops, ${r.qemuStarts} QEMU starts, ${secs.toFixed(1)} s`);
+  lines.push(`seed ${r.seed}: ${r.cases} cases, ${r.steps} generated steps, ${r.transactions} transactions, ${r.ops} trace ops, ${r.qemuStarts} QEMU starts${r.retries > 0 ? ` (${r.retries} cases rerun after a qtest timeout)` : ''}, ${secs.toFixed(1)} s`);
   lines.push(`throughput: ${(r.cases / secs).toFixed(1)} cases/s, ${(r.steps / secs).toFixed(0)} steps/s, ${(r.ops / secs).toFixed(0)} ops/s, ${(r.transactions / secs).toFixed(0)} transactions/s (model + QEMU)`);
   lines.push(`same: ${r.same}; known QEMU deviations: ${Object.entries(r.known).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; differ: ${r.differ}`);
   for (const [k, n] of Object.entries(r.differKinds)) lines.push(`  first difference ${k}: ${n}`);

@@ -15,7 +15,7 @@ import { type Command, encodeCommand } from '../../impl/arch/smmu/commands.js';
 import { CR0_CMDQEN, REG } from '../../impl/arch/smmu/registers.js';
 import { type BoardOptions, QemuBoard } from './board.js';
 import { classify } from './filters.js';
-import { hex, hex64, parseOkHex32 } from './qtest.js';
+import { QtestError, hex, hex64, parseOkHex32 } from './qtest.js';
 import { type DiffEnv, type ModelRun, type Obs, envOf, replayOnModel, replayOnQemu } from './replay.js';
 import { type Trace } from './trace.js';
 
@@ -61,6 +61,8 @@ export class QemuSession {
   /** QEMU starts (first one included), for the report. */
   starts = 0;
   cases = 0;
+  /** Cases run again on a fresh QEMU after a qtest timeout. */
+  retries = 0;
 
   constructor(
     private readonly options: BoardOptions = {},
@@ -87,18 +89,24 @@ export class QemuSession {
   }
 
   async run(trace: Trace): Promise<CaseResult> {
-    const board = await this.ensure();
+    let board = await this.ensure();
     this.cases++;
     const env = envOf(board);
     const model = replayOnModel(trace, env, this.modelMode);
-    let result: CaseResult;
-    try {
-      const q = await replayOnQemu(board, trace, model);
-      result = compareRuns(trace, model, q.obs);
-    } catch (e) {
-      board.close();
-      this.board = undefined;
-      throw e;
+    let result: CaseResult | undefined;
+    // A QEMU that stops answering (a timeout on a loaded machine) is replaced and the case run
+    // again from the start on the fresh one: a case's result depends on the trace alone.
+    for (let attempt = 0; result === undefined; attempt++) {
+      try {
+        const q = await replayOnQemu(board, trace, model);
+        result = compareRuns(trace, model, q.obs);
+      } catch (e) {
+        board.close();
+        this.board = undefined;
+        if (!(e instanceof QtestError) || attempt >= 1) throw e;
+        this.retries++;
+        board = await this.ensure();
+      }
     }
     if (result.status === 'differ' || trace.twoLevel || model.gerrorTouched) {
       board.close();
