@@ -82,14 +82,17 @@ describe('report CLI', () => {
     // v6-posted's expected breaks are its known findings, left out here and reproduced apart;
     // a variant that removes them (v6-hide-ats) holds the checks.
     expect(s).toMatch(/- design v6-posted: every property as expected/);
-    expect(s).toMatch(/\| `dma_isolation` \| ➖ its known findings left out \(`v4-hook-placement-misses-guest-donation`, `smmu-disabled-skips-tlbi`\): reproduced apart \| /);
+    // Where known findings were left out, the verdict workload (without their steps) shows what else breaks: the stale ATC.
+    expect(s).toMatch(/\| `dma_isolation` \| ✅ breaks as expected \(missed by 6 runs; shown by run \d+ of the verdict workload, \d+ ops; its known findings left out \(`v4-hook-placement-misses-guest-donation`, `smmu-disabled-skips-tlbi`, `forged-translated-dma`\) are reproduced apart\) \| /);
+    expect(s).toMatch(/\| `smmu_write_isolation` \| ➖ its known findings left out \(`irq-cfg-msi-write-to-protected`, `cmd-sync-msi-write-to-protected`\): reproduced apart \| /);
     expect(s).toMatch(/\| `no_host_triggered_panic` \| ➖ its known findings left out \(`cmdq-disabled-while-smmu-enabled-panics`, `host-command-stops-hyp-queue`, `filtered-host-command-panics`, `host-register-access-panics`\): reproduced apart \| ✅ holds \(6 runs\) \|/);
     expect(s).toMatch(/- design v6-hide-ats: every property as expected/);
     // A declared break a 6-run campaign misses is shown by the verdict table's evidence, labelled so.
     expect(s).toMatch(/\| `dma_availability` \|.*\| ✅ breaks as expected \(missed by 6 runs; shown by its verdict trigger, 2 ops\) \|/);
-    expect(s).toMatch(/✅ breaks as expected \(missed by 6 runs; shown by run \d+ of the verdict workload, \d+ ops\)/);
+    // v6-atc-inv's only break is the forged Translated DMA: left out, reproduced apart.
+    expect(s).toMatch(/\| `dma_isolation` \|( [^|]+ \|){3} ➖ its known findings left out \(`forged-translated-dma`\): reproduced apart \|/);
     // Host-can-panic findings are shown apart from the isolation ones.
-    expect(s).toMatch(/- known findings \(isolation\): 3\/3 reproduced as expected counterexamples\n- known findings \(host can panic the hypervisor\): 4\/4 reproduced as expected counterexamples\n/);
+    expect(s).toMatch(/- known findings \(isolation\): 6\/6 reproduced as expected counterexamples\n- known findings \(host can panic the hypervisor\): 4\/4 reproduced as expected counterexamples\n/);
     const isolation = s.indexOf('### Isolation: the host can reach protected memory');
     const panics = s.indexOf('### Host can panic the hypervisor');
     expect(isolation).toBeGreaterThan(0);
@@ -103,8 +106,8 @@ describe('report CLI', () => {
       expect(panicTable).toMatch(new RegExp(`\\| \`${name}\` \\| \`no_host_triggered_panic\` \\| .* \\| \`v6-posted\` \\| ✅ reproduced \\| `));
     }
     expect(panicTable).not.toMatch(/`dma_isolation`/);
-    // Seed 3 finds the rejected command by search (the other WARN sites silenced), shrunk to it.
-    expect(panicTable).toMatch(/\| `host-command-stops-hyp-queue` \| .* \| ✅ reproduced \| search, run \d+ .*\| \d+ → 1 \|/);
+    // The rejected command, by search (the other WARN sites silenced) or by its trigger, shrunk to it.
+    expect(panicTable).toMatch(/\| `host-command-stops-hyp-queue` \| .* \| ✅ reproduced \| (search, run \d+ |trigger ).*\| \d+ → 1 \|/);
     expect(s).toMatch(/- `filtered-host-command-panics` \(host can panic the hypervisor\): /);
     expect(s).toMatch(/```json\n  \{"kind":"host_mmio_write","smmu":0,"offset":144,"value":0\}\n  ```/);
     // A race (a schedule at the yield points) is out of a 6-run campaign's reach: its trigger stands in.
@@ -119,8 +122,11 @@ describe('report CLI', () => {
       ['filtered-host-command-panics', 'no_host_triggered_panic', true, null],
       ['posted-ste-writer-not-hitless', 'smmu_config_coherent', true, null],
       ['host-register-access-panics', 'no_host_triggered_panic', true, null],
+      ['irq-cfg-msi-write-to-protected', 'smmu_write_isolation', true, null],
+      ['cmd-sync-msi-write-to-protected', 'smmu_write_isolation', true, null],
+      ['forged-translated-dma', 'dma_isolation', true, null],
     ]);
-    expect(json.filtered).toHaveLength(7);
+    expect(json.filtered).toHaveLength(10);
   });
 
   it('says why the known findings are not reproduced on a machine without an SMMU', async () => {

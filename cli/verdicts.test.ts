@@ -32,8 +32,8 @@ describe('verdicts CLI', () => {
     const r = run(['--json', '--runs', '2', '--max-ops', '8']);
     const json = JSON.parse(r.out) as { verdicts: unknown[]; costs: unknown[]; budget: { runs: number } };
     expect(json.budget.runs).toBe(2);
-    expect(json.verdicts).toHaveLength(40); // 8 variants (v6-posted, v6-hardened and its 6 variants) × 5 machines
-    expect(json.costs).toHaveLength(40);
+    expect(json.verdicts).toHaveLength(45); // 9 variants (v6-posted, v6-hardened and its 7 variants) × 5 machines
+    expect(json.costs).toHaveLength(45);
     expect([0, 1]).toContain(r.code);
   });
 });

@@ -10,6 +10,7 @@ import { registerAt } from '../impl/arch/smmu/registers.js';
 import { type HardwareOperation, type ScheduledHardware, isHardwareOperation } from './dma.js';
 import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
+import { hostAttackArbitrary } from './host-attacks.js';
 
 const PAGE = 4096;
 
@@ -160,6 +161,9 @@ export function hardwareArbitrary(machine: MachineConfig): fc.Arbitrary<Hardware
     { weight: 6, arbitrary: fc.record({ kind: fc.constant('dma' as const), sid, addr, access }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('ats_translate' as const), sid, addr }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('dma_translated' as const), sid, addr, access }) },
+    // A malicious endpoint: Translated transactions to any physical address (the SMMU frame and the
+    // region edges included), from every stream (only ATS-capable devices emit them).
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('dma_forged_translated' as const), sid, pa: addr, access }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('smmu_speculative_fill' as const), smmu: fc.constant(0), sid, addr }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('smmu_evict' as const), smmu: fc.constant(0), cache: fc.constantFrom('tlb' as const, 'walk' as const, 'config' as const, 'all' as const), index: fc.nat(3) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('smmu_consume' as const), smmu: fc.constant(0) }) },
@@ -214,6 +218,7 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40, opti
   if (machine.smmu !== undefined) {
     pieces.push({ weight: 3, arbitrary: hardwareArbitrary(machine).map((op): Step[] => [op]) });
     pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine, options) });
+    pieces.push({ weight: 1, arbitrary: hostAttackArbitrary(machine) });
   }
   const piece = fc.oneof(...pieces);
   const selftest = options.selftest ?? machine.smmu === undefined;

@@ -18,10 +18,12 @@ export type CheckName =
   | 'host_cpu_isolation'
   | 'well_formed_tables'
   | 'pool_accounting'
+  | 'confidentiality'
   | 'dma_isolation'
   | 'dma_during_hypercall'
   | 'dma_availability'
   | 'smmu_config_coherent'
+  | 'smmu_write_isolation'
   | 'no_host_triggered_panic';
 
 export interface Violation {

@@ -21,6 +21,9 @@ export type HardwareOperation =
   | { readonly kind: 'dma'; readonly sid: number; readonly addr: number; readonly access: 'read' | 'write' }
   | { readonly kind: 'ats_translate'; readonly sid: number; readonly addr: number }
   | { readonly kind: 'dma_translated'; readonly sid: number; readonly addr: number; readonly access: 'read' | 'write' }
+  // A malicious ATS-capable endpoint: a transaction marked Translated with a physical address of its
+  // choosing, no translation request before it (series-as-posted.md finding 1, issue 12 item 3).
+  | { readonly kind: 'dma_forged_translated'; readonly sid: number; readonly pa: number; readonly access: 'read' | 'write' }
   | { readonly kind: 'smmu_speculative_fill'; readonly smmu: number; readonly sid: number; readonly addr: number }
   | { readonly kind: 'smmu_evict'; readonly smmu: number; readonly cache: 'tlb' | 'walk' | 'config' | 'all'; readonly index: number }
   | { readonly kind: 'smmu_consume'; readonly smmu: number }
@@ -35,6 +38,7 @@ export const HARDWARE_KINDS: ReadonlySet<string> = new Set<HardwareOperation['ki
   'dma',
   'ats_translate',
   'dma_translated',
+  'dma_forged_translated',
   'smmu_speculative_fill',
   'smmu_evict',
   'smmu_consume',
@@ -50,9 +54,9 @@ export function isHardwareOperation(op: { readonly kind: string }): op is Hardwa
 }
 
 /** Hardware actions that can run in the middle of a hypercall (no host or hypervisor code). */
-export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
+export type ScheduledHardware = Extract<HardwareOperation, { kind: 'dma' | 'dma_translated' | 'dma_forged_translated' | 'ats_translate' | 'smmu_speculative_fill' | 'smmu_evict' | 'smmu_consume' }>;
 
-export const SCHEDULED_KINDS: ReadonlySet<string> = new Set<ScheduledHardware['kind']>(['dma', 'dma_translated', 'ats_translate', 'smmu_speculative_fill', 'smmu_evict', 'smmu_consume']);
+export const SCHEDULED_KINDS: ReadonlySet<string> = new Set<ScheduledHardware['kind']>(['dma', 'dma_translated', 'dma_forged_translated', 'ats_translate', 'smmu_speculative_fill', 'smmu_evict', 'smmu_consume']);
 
 export function isScheduledHardware(op: { readonly kind: string }): op is ScheduledHardware {
   return SCHEDULED_KINDS.has(op.kind);
@@ -103,6 +107,13 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
       const d = device(o.sid);
       if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
       return dmaResult(d.dmaTranslated(o.addr, o.access, 0x5a5a_5a5a));
+    })
+    .with({ kind: 'dma_forged_translated' }, (o) => {
+      const d = device(o.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
+      // Only an endpoint that implements ATS emits Translated transactions at all.
+      if (!d.ats) return { ret: 1, detail: 'fault: the device does not implement ATS' };
+      return dmaResult(d.dmaForgedTranslated(o.pa, o.access, 0x5a5a_5a5a));
     })
     .with({ kind: 'smmu_speculative_fill' }, (o) => {
       const r = parts.smmu.speculativeFill(o.sid, o.addr);
@@ -199,6 +210,37 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
       for (const e of entries) {
         if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `device sid ${sid} ATC entry (0x${e.base.toString(16)} → 0x${e.pa.toString(16)}) still reaches ${what}` });
       }
+    }
+  }
+  return out;
+}
+
+/**
+ * The SMMU as a writer (issue 12): every write it made since the last check — event records, the
+ * EVTQ / GERROR MSIs, the CMD_SYNC completion MSI, all untranslated — must land on a page the host
+ * may access, since the host programs every queue base and MSI address the SMMU writes to (the
+ * hypervisor's own queue is only read). A write inside a step may see the step's transition half
+ * done, so it may land where the model allows before or after the step (as dma_during_hypercall).
+ */
+export function checkSmmuWrites(sys: System, pre: ModelState, post: ModelState, options: { readonly pins?: boolean } = {}): Violation[] {
+  const parts = sys.iommu;
+  if (parts === undefined) return [];
+  const { writes, lost } = parts.smmu.writes.drain();
+  const out: Violation[] = [];
+  // Protection: the event queue the SMMU writes into while enabled must stay shared and pinned
+  // (posted v6-era smmu_emulate_queue), else the host can give the page away under the SMMU.
+  // PRI queues are not modelled (no PRI requests).
+  const evtq = options.pins === false ? undefined : parts.smmu.eventQueueSpan();
+  if (evtq !== undefined) {
+    for (let pfn = Math.floor(evtq.base / PAGE); pfn < Math.ceil((evtq.base + evtq.bytes) / PAGE); pfn++) {
+      if ((post.pins.get(pfn) ?? 0) < 1) out.push({ check: 'smmu_write_isolation', message: `event queue page 0x${pfn.toString(16)}, which the SMMU writes records into, is not pinned` });
+    }
+  }
+  if (lost > 0) out.push({ check: 'smmu_write_isolation', message: `${lost} SMMU write(s) were dropped from the write log before the check saw them` });
+  for (const w of writes) {
+    for (let pfn = Math.floor(w.pa / PAGE); pfn <= Math.floor((w.pa + w.bytes - 1) / PAGE); pfn++) {
+      if (dmaMayAccess(pre, pfn, 'write') || dmaMayAccess(post, pfn, 'write')) continue;
+      out.push({ check: 'smmu_write_isolation', message: `the SMMU wrote ${w.bytes} bytes (${w.cause.replace(/_/g, ' ')}) at 0x${w.pa.toString(16)}: pfn 0x${pfn.toString(16)} is not accessible to the host` });
     }
   }
   return out;

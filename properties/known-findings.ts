@@ -32,6 +32,15 @@ export interface KnownFinding {
   readonly corpusFile: string;
   /** A sequence that reaches it, for when a search budget misses it (the corpus file's). */
   readonly trigger: readonly Step[];
+  /** The named machine its trigger is written for (default small-smmu-no-ats). */
+  readonly machine?: string;
+  /** What the hardware needs for the finding to exist at all (an ATS-capable device, IDR0.MSI). */
+  readonly needs?: { readonly ats?: boolean; readonly msi?: boolean };
+  /**
+   * The design a search for it runs on, when a design variant (not a knob) removes it: one that
+   * holds the check but for this finding (the report's reproduction).
+   */
+  readonly reproduceOn?: string;
 }
 
 const CR0 = 0x20;
@@ -46,6 +55,15 @@ function hostCommandKind(words: readonly [number, number, number, number]): stri
 
 /** Commands an SMMU may reject with CERROR_ILL (reserved, or legal only with some feature). */
 const REJECTABLE: ReadonlySet<string> = new Set(['illegal', 'RESUME', 'STALL_TERM', 'PRI_RESP', 'ATC_INV']);
+
+/** The 64-bit *_IRQ_CFG0 registers (GERROR, EVTQ, PRIQ), and their upper halves for 32-bit stores. */
+const IRQ_CFG0: ReadonlySet<number> = new Set([0x68, 0x6c, 0xb0, 0xb4, 0xd0, 0xd4]);
+
+/** A CMD_SYNC asking for an MSI completion (CS = SIG_IRQ) to a non-zero address. */
+function isSyncWithMsi(words: readonly [number, number, number, number]): boolean {
+  const cmd = decodeCommand([u64(words[0], words[1]), u64(words[2], words[3])]);
+  return cmd.kind === 'CMD_SYNC' && cmd.cs === 1 && cmd.msiaddr !== 0;
+}
 
 /** Opcodes the posted filter skips with WARN_ON(skip) whatever their fields. */
 const ALWAYS_FILTERED: ReadonlySet<string> = new Set(['TLBI_NH_ALL', 'TLBI_EL2_ALL', 'TLBI_EL2_VA', 'TLBI_EL2_ASID', 'TLBI_EL2_VAA', 'TLBI_S12_VMALL', 'TLBI_S2_IPA']);
@@ -162,6 +180,59 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
     ],
     corpusFile: 'findings/host-register-access-panics.json',
     trigger: [{ kind: 'host_mmio_write', smmu: 0, offset: 0x90, value: 0 }],
+  },
+  {
+    name: 'irq-cfg-msi-write-to-protected',
+    description:
+      'the posted register emulation passes EVTQ/GERROR/PRIQ_IRQ_CFG0/1/2 straight to the hardware ("IRQ_CFG* pass-through"): on an SMMU with IDR0.MSI the host aims an MSI at any physical address with any 32-bit data, gives the page away (here to a protected guest), and makes the SMMU signal with a faulting DMA: the SMMU writes the host\'s data into the guest\'s page, untranslated (series-as-posted.md §5.1; hiding MSI in IDR0 does not stop the hardware)',
+    check: 'smmu_write_isolation',
+    needs: { msi: true },
+    appliesTo: 'posted v6-era smmu_dabt_device (IRQ_CFG* allowed)',
+    removedBy: 'rejectIrqCfg',
+    reachedBy: (o) => o.kind === 'host_mmio_write' && IRQ_CFG0.has(o.offset) && (o.value !== 0 || (o.valueHi ?? 0) !== 0),
+    reachedByText: '`host_mmio_write` of a non-zero `*_IRQ_CFG0`',
+    corpusFile: 'findings/irq-cfg-msi-write-to-protected.json',
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_mmio_write', smmu: 0, offset: 0xb0, value: 0x4002_0000, size: 8, valueHi: 0 },
+      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
+      { kind: 'dma', sid: 1, addr: 0xc00_0000, access: 'read' },
+    ],
+  },
+  {
+    name: 'cmd-sync-msi-write-to-protected',
+    description:
+      'the posted filter converts a host CMD_SYNC with CS = SIG_IRQ to SEV on local copies that are never written back, so the host\'s MSIAddr and MSIData reach the hardware queue: on completion the SMMU writes the host\'s 32-bit data to any physical address, a protected guest\'s page here (series-as-posted.md §5.2; v4 edited the command in place)',
+    check: 'smmu_write_isolation',
+    needs: { msi: true },
+    appliesTo: 'posted v6-era smmu_filter_command / smmu_emulate_cmdq_insert',
+    removedBy: 'writeBackSyncConversion',
+    reachedBy: (o) => o.kind === 'host_write_cmd' && isSyncWithMsi(o.words),
+    reachedByText: '`host_write_cmd` of a CMD_SYNC with CS = SIG_IRQ and an MSIAddr',
+    corpusFile: 'findings/cmd-sync-msi-write-to-protected.json',
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
+      { kind: 'host_write_cmd', smmu: 0, words: [0x1046, 0xdead, 0x4002_0000, 0] },
+    ],
+  },
+  {
+    name: 'forged-translated-dma',
+    description:
+      'the host keeps STE.EATS (dword 1 is the host\'s but SHCFG) and CR0.ATSCHK (written through), so an ATS-capable device it controls issues a Translated transaction to any physical address, which the SMMU lets through unchecked by stage 2 — here a page the hypervisor took. Invalidating the ATC (v6-atc-inv) does not help; only hiding ATS with ATSCHK forced (v6-hide-ats) does (series-as-posted.md finding 1, "understated")',
+    check: 'dma_isolation',
+    machine: 'small-smmu',
+    needs: { ats: true },
+    appliesTo: 'posted v6-era smmu_attach_stage_2 (dword 1 kept) / smmu_dabt_device (CR0 read_write)',
+    removedBy: 'v6-hide-ats',
+    reproduceOn: 'v6-atc-inv',
+    reachedBy: (o) => o.kind === 'dma_forged_translated',
+    reachedByText: '`dma_forged_translated`',
+    corpusFile: 'findings/forged-translated-dma.json',
+    trigger: [
+      { kind: 'host_donate_hyp', pfn: 0x40020, nrPages: 1 },
+      { kind: 'dma_forged_translated', sid: 2, pa: 0x4002_0000, access: 'write' },
+    ],
   },
 ];
 

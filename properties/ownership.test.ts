@@ -84,7 +84,7 @@ describe('ownership: the system refines the model', () => {
   });
 });
 
-/** A sequence that exercises every injected bug below: access, donate, pin/unshare, a VM life. */
+/** A sequence that exercises every injected bug below: access, donate, pin/unshare, a VM life, a protected guest's page given back. */
 const BUG_TRIGGER: Operation[] = [
   { kind: 'host_access', addr: P * 4096, access: 'read' },
   { kind: 'host_donate_hyp', pfn: P, nrPages: 1 },
@@ -98,6 +98,9 @@ const BUG_TRIGGER: Operation[] = [
   { kind: 'init_vm', vm: 0, protected: false },
   { kind: 'host_share_guest', pfn: P + 3, gfn: 1, nrPages: 1, vm: 0, prot: 'rw' },
   { kind: 'teardown_vm', vm: 0 },
+  { kind: 'init_vm', vm: 1, protected: true },
+  { kind: 'host_donate_guest', pfn: P + 5, gfn: 3, vm: 1 },
+  { kind: 'teardown_vm', vm: 1 },
 ];
 
 describe('every ownership check fails on an injected bug', () => {

@@ -9,7 +9,8 @@ import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
+import { DataLabels } from './confidentiality.js';
 import { executeOnSystem } from './execute.js';
 import { SteUpdateMonitor } from './protocol/ste-update.js';
 import { type MachineConfig, toModelConfig, toSystemConfig, withDriverOptions } from './machine.js';
@@ -77,10 +78,12 @@ export const ALL_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   'host_cpu_isolation',
   'well_formed_tables',
   'pool_accounting',
+  'confidentiality',
   'dma_isolation',
   'dma_during_hypercall',
   'dma_availability',
   'smmu_config_coherent',
+  'smmu_write_isolation',
   'no_host_triggered_panic',
 ]);
 
@@ -120,6 +123,10 @@ export function bootPair(machine: MachineConfig, inject?: (sys: System) => void,
     }
     if (r !== 0) bootViolations.push({ check: 'refinement_ret', message: `IOMMU boot failed with ${errnoName(r)}` });
     model = applyInternalCalls(system, model, bootViolations);
+    // The host driver's reset at boot makes the SMMU write too (a GERROR MSI, say): checked on the
+    // boot state. The queues' pins are checked from the first step on (a boot-time defect then
+    // shows on a one-step run, as the other protection checks do).
+    bootViolations.push(...checkSmmuWrites(system, model, model, { pins: false }));
   }
   afterBoot?.(system);
   return { model, system, bootViolations };
@@ -178,7 +185,7 @@ function interleaveSchedule(system: System, schedule: readonly ScheduledHardware
 function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
   const out: Violation[] = [];
   for (const { at, hw, outcome, identityAttached } of ran) {
-    if (checks.has('dma_during_hypercall') && (hw.kind === 'dma' || hw.kind === 'dma_translated') && outcome.reachedPfn !== undefined) {
+    if (checks.has('dma_during_hypercall') && (hw.kind === 'dma' || hw.kind === 'dma_translated' || hw.kind === 'dma_forged_translated') && outcome.reachedPfn !== undefined) {
       const pfn = outcome.reachedPfn;
       if (!dmaMayAccess(pre, pfn, hw.access) && !dmaMayAccess(post, pfn, hw.access)) {
         out.push({ check: 'dma_during_hypercall', message: `during the hypercall (at ${at}), ${JSON.stringify(hw)} ${outcome.detail}: pfn 0x${pfn.toString(16)} is allowed neither before nor after` });
@@ -192,6 +199,16 @@ function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, po
     }
   }
   return out;
+}
+
+/** The SMMU's writes of a step, checked against the model before and after it (drained even when not checked). */
+function smmuWriteViolations(system: System, pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
+  if (system.iommu === undefined) return [];
+  if (!checks.has('smmu_write_isolation')) {
+    system.iommu.smmu.writes.drain();
+    return [];
+  }
+  return checkSmmuWrites(system, pre, post);
 }
 
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
@@ -209,6 +226,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   }
   const steUpdates = system.iommu !== undefined && checks.has('smmu_config_coherent') ? new SteUpdateMonitor(system.memory, system.iommu.driver) : undefined;
   const hotPfns = machine.memory.flatMap((r) => [r.base / 4096, r.base / 4096 + 1, (r.base + r.size) / 4096 - 1]);
+  const labels = checks.has('confidentiality') ? new DataLabels(system.memory) : undefined;
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
     if (isHardwareOperation(step)) {
@@ -217,6 +235,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       // Trapped host accesses run hypervisor code with yield points: the schedule applies there too.
       const interleaving = options.schedule !== undefined && system.iommu !== undefined && HYPERVISOR_HARDWARE_STEPS.has(step.kind) ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
       let outcome: ReturnType<typeof executeHardware>;
+      labels?.beginStep(model);
       try {
         outcome = executeHardware(system, step, identity);
       } catch (e) {
@@ -230,10 +249,12 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       }
       model = applyInternalCalls(system, model, violations);
       if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
-      if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
+      if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated' || step.kind === 'dma_forged_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
+      violations.push(...smmuWriteViolations(system, pre, model, checks));
+      if (labels !== undefined) violations.push(...labels.endStep(system, pre, model));
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
@@ -254,6 +275,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const before = wantsFingerprint ? concreteFingerprint(system, viewTables(system)) : '';
     const violations: Violation[] = [];
     let systemRet: number | 'panic';
+    labels?.beginStep(model);
     try {
       systemRet = executeOnSystem(system, op, (point) => system.stepHardware(point));
     } catch (e) {
@@ -284,6 +306,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     }
+    violations.push(...smmuWriteViolations(system, pre, model, checks));
+    if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
     steps.push(record);
     if (violations.length > 0 && failure === undefined) {
@@ -292,6 +316,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     if (systemRet === 'panic') break;
   }
+  labels?.detach();
   steUpdates?.detach();
   return { steps, failure, model, system };
 }

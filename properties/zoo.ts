@@ -93,6 +93,12 @@ function ownershipTrigger(name: string, machine: MachineConfig): readonly Step[]
       { kind: 'host_share_guest', pfn: p + 3, gfn: 1, nrPages: 1, vm: 0, prot: 'rw' },
       { kind: 'teardown_vm', vm: 0 },
     ])
+    // A protected guest's page given back by teardown: poisoned first (hyp_poison_page).
+    .with('reclaim-without-poison', (): readonly Step[] => [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: p + 3, gfn: 3, vm: 1 },
+      { kind: 'teardown_vm', vm: 1 },
+    ])
     .otherwise(() => undefined);
 }
 

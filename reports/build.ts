@@ -16,7 +16,7 @@ import { namedMachine } from '../conformance/machines.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { type CheckName } from '../properties/checks.js';
 import { DEFAULT_BUDGET, type WorkloadRun, declaredBreakWitness, workload } from '../properties/design-matrix.js';
-import { type MachineConfig } from '../properties/machine.js';
+import { type MachineConfig, verdictHardware } from '../properties/machine.js';
 import { minimizeOperations } from '../properties/minimize.js';
 import { type Step, runOperations } from '../properties/runner.js';
 import { KNOWN_FINDINGS, type KnownFinding, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
@@ -243,9 +243,10 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
     if (settings.source.kind === 'run' && runMachine !== undefined && campaign !== null) {
       const data = designVariant(design.name);
       for (const check of expectedToBreak) {
-        if (campaign.result.checks[check]?.first != null || leftOut[check] !== undefined || data === undefined) continue;
+        if (campaign.result.checks[check]?.first != null || data === undefined) continue;
         const ops = (witnessWorkload ??= workload(runMachine, DEFAULT_BUDGET));
-        const w = declaredBreakWitness(data, runMachine, check as CheckName, ops);
+        // Where known findings were left out, only a break without their steps is news.
+        const w = declaredBreakWitness(data, runMachine, check as CheckName, ops, { workloadOnly: leftOut[check] !== undefined });
         if (w?.foundBy !== undefined) witnesses[check] = { foundBy: w.foundBy, run: w.firstRun ?? null, operations: w.counterexample ?? [], message: w.message ?? null };
       }
     }
@@ -293,7 +294,14 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
         // A panic finding is searched for on the posted code itself (the one that WARNs), every
         // other known WARN site silenced; an isolation one on the first variant expected to hold
         // dma_isolation here, without the knobs that remove it (ATS, say, breaks v6-posted too).
-        const design = isPanicFinding(f) ? DESIGNS.get(DEFAULT_DESIGN) : [...DESIGNS.values()].find((d) => !d.expectedToBreakOn(machine).includes(f.check));
+        // A finding the hardware cannot have (no ATS-capable device, no MSI) is not searched for.
+        const hw = verdictHardware(machine);
+        if ((f.needs?.ats === true && !hw.ats) || (f.needs?.msi === true && !hw.msi)) continue;
+        const design = isPanicFinding(f)
+          ? DESIGNS.get(DEFAULT_DESIGN)
+          : f.reproduceOn !== undefined
+            ? DESIGNS.get(f.reproduceOn)
+            : [...DESIGNS.values()].find((d) => !d.expectedToBreakOn(machine).includes(f.check));
         if (design === undefined) continue;
         rows.push(await reproduceFinding(f, design, src.machine, machine, src.seed, src.runs, src.maxOps));
       }

@@ -45,10 +45,11 @@ function propertiesSection(data: ReportData): string[] {
       const c = v.campaign.result.checks[check];
       const expectedBreak = v.expectedToBreak.includes(check);
       const leftOut = v.leftOut[check];
-      if ((c === undefined || c.first === null) && expectedBreak && leftOut !== undefined) return `➖ its known findings left out (${leftOut.map((f) => `\`${f}\``).join(', ')}): reproduced apart`;
       const witness = v.witnesses[check];
+      const findings = leftOut === undefined ? '' : `; its known findings left out (${leftOut.map((f) => `\`${f}\``).join(', ')}) are reproduced apart`;
       if ((c === undefined || c.first === null) && expectedBreak && witness !== undefined)
-        return `✅ breaks as expected (missed by ${n(v.campaign.result.runs)} runs; shown by ${witness.foundBy === 'trigger' ? 'its verdict trigger' : `run ${witness.run} of the verdict workload`}, ${witness.operations.length} ops)`;
+        return `✅ breaks as expected (missed by ${n(v.campaign.result.runs)} runs; shown by ${witness.foundBy === 'trigger' ? 'its verdict trigger' : `run ${witness.run} of the verdict workload`}, ${witness.operations.length} ops${findings})`;
+      if ((c === undefined || c.first === null) && expectedBreak && leftOut !== undefined) return `➖ its known findings left out (${leftOut.map((f) => `\`${f}\``).join(', ')}): reproduced apart`;
       if (c === undefined || c.first === null) return expectedBreak ? `❌ not detected (expected to break)` : `✅ holds (${n(v.campaign.result.runs)} runs)`;
       const where = `first at run ${c.first.run}, ${c.runs} run(s) in all`;
       return expectedBreak ? `✅ breaks as expected (${where})` : `❌ **violated** (${where})`;

@@ -19,6 +19,8 @@ export interface VerdictCondition {
   readonly ril?: boolean;
   /** IDR3.BBML == 2: overlapping TLB entries never raise a TLB conflict (the largest wins). */
   readonly bbml2?: boolean;
+  /** IDR0.MSI: the SMMU writes its interrupts (and CMD_SYNC completions) to memory as MSIs. */
+  readonly msi?: boolean;
 }
 
 /** The hardware facts a verdict can depend on. */
@@ -44,7 +46,7 @@ export interface DesignVariant {
 }
 
 /** The checks every variant keeps on the representative hardware (all but the DMA ones). */
-const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting'] as const).map((check) => ({
+const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting', 'confidentiality'] as const).map((check) => ({
   check,
   verdict: 'holds' as const,
   when: ALWAYS,
@@ -54,12 +56,21 @@ const OWNERSHIP_HOLDS: readonly DeclaredVerdict[] = (['refinement_ret', 'refinem
 /** A host action the hypervisor cannot take panics it only in the posted design (WARN at EL2). */
 const NO_PANIC: DeclaredVerdict = { check: 'no_host_triggered_panic', verdict: 'holds', when: ALWAYS, why: 'every host action the posted code WARNs on is refused instead (v6-hardened knobs)' };
 
+/** The hardened knobs leave the SMMU no host-chosen address to write to but the host's own pinned queues. */
+const SMMU_WRITES_HOLD: DeclaredVerdict = {
+  check: 'smmu_write_isolation',
+  verdict: 'holds',
+  when: ALWAYS,
+  why: 'only 0 is accepted in *_IRQ_CFG0 (rejectIrqCfg) and CMD_SYNC CS=SIG_IRQ is rewritten to SEV (writeBackSyncConversion); the event queue is shared and pinned while enabled',
+};
+
 const AVAILABILITY_HOLDS: readonly DeclaredVerdict[] = [
   NO_PANIC,
   { check: 'dma_availability', verdict: 'holds', when: ALWAYS, why: 'the idmap maps every host-owned page read/write' },
   // The matrix workload schedules DMA at the hypercalls' yield points (properties/design-matrix.ts).
   { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it: the idmap is unmapped and invalidated before the call returns' },
   { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'every STE the driver writes is followed by CFGI_STE + CMD_SYNC (Linux hitless writer, linuxHitlessWriter)' },
+  SMMU_WRITES_HOLD,
 ];
 
 /** What both shared-cpu-s2 variants hold and break besides availability. */
@@ -67,6 +78,7 @@ const SHARED_S2_OTHER_VERDICTS: readonly DeclaredVerdict[] = [
       NO_PANIC,
       { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'every host stage-2 break is invalidated on the SMMU before the call goes on' },
       { check: 'smmu_config_coherent', verdict: 'holds', when: ALWAYS, why: 'the same hitless STE writer, with the host stage-2 as S2TTB' },
+      SMMU_WRITES_HOLD,
       { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'the ATC is not invalidated, exactly as in v6-hardened' },
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'each CPU TLBI of the host stage-2 is mirrored to the SMMU and completed before the hypercall returns' },
 ];
@@ -82,8 +94,14 @@ export const HARDENING_KNOBS: readonly { readonly knob: keyof DriverOptions; rea
   { knob: 'dropFilteredCommands', value: true, fix: 'a filtered host command is skipped without WARN_ON(skip)', removes: ['filtered-host-command-panics'] },
   { knob: 'refuseBadRegisterAccess', value: true, fix: 'trapped accesses the posted code WARNs on are ignored or refused (bits kept)', removes: ['host-register-access-panics', 'cmdq-disabled-while-smmu-enabled-panics'] },
   { knob: 'linuxHitlessWriter', value: true, fix: 'live STEs moved with Linux\'s arm_smmu_write_entry (used / update-safe bits)', removes: ['posted-ste-writer-not-hitless'] },
-  { knob: 'writeBackSyncConversion', value: true, fix: 'the CMD_SYNC CS=SIG_IRQ → SEV conversion written into the forwarded command (v4 mail)', removes: [] },
-  { knob: 'rejectIrqCfg', value: true, fix: 'only 0 accepted in *_IRQ_CFG0 (the SMMU would write MSIs there untranslated)', removes: [] },
+  { knob: 'writeBackSyncConversion', value: true, fix: 'the CMD_SYNC CS=SIG_IRQ → SEV conversion written into the forwarded command (v4 mail)', removes: ['cmd-sync-msi-write-to-protected'] },
+  {
+    knob: 'forceAtsCheck',
+    value: true,
+    fix: 'CR0.ATSCHK kept set in the hardware when it has IDR0.ATS (inferred; in no posted version): with ATSCHK = 0 Translated transactions skip the STE, and a host shown no ATS never sets it',
+    removes: [],
+  },
+  { knob: 'rejectIrqCfg', value: true, fix: 'only 0 accepted in *_IRQ_CFG0 (the SMMU would write MSIs there untranslated)', removes: ['irq-cfg-msi-write-to-protected'] },
 ];
 
 /** Every hardening knob on: the driver with every fix of HARDENING_KNOBS. */
@@ -102,6 +120,8 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
       { check: 'dma_during_hypercall', verdict: 'holds', when: ALWAYS, why: 'DMA inside a call reaches only pages allowed before or after it' },
       { check: 'smmu_config_coherent', verdict: 'breaks', when: ALWAYS, why: 'the posted writer moves a valid host STE to another valid one in eight stores with no sync between them: the SMMU may fetch a torn configuration' },
       { check: 'dma_isolation', verdict: 'breaks', when: ALWAYS, why: 'the v4 hook placement (host_stage2_set_owner_locked only) never unmaps a page donated to a protected guest' },
+      { check: 'smmu_write_isolation', verdict: 'breaks', when: { msi: true }, why: 'the host aims *_IRQ_CFG0 (passed through) or a CMD_SYNC MSIAddr (the SIG_IRQ conversion is never written back) at a page it then gives away: the SMMU writes host-chosen data there' },
+      { check: 'smmu_write_isolation', verdict: 'holds', when: { msi: false }, why: 'an SMMU without IDR0.MSI makes no MSI writes; the event queue is shared and pinned while enabled' },
     ],
   },
   {
@@ -112,7 +132,7 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
     verdicts: [
       ...OWNERSHIP_HOLDS,
       ...AVAILABILITY_HOLDS,
-      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'an ATS device keeps a translation in its ATC after the host donates the page' },
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'an ATS device keeps a translation in its ATC after the host donates the page, and may forge a Translated transaction to any PA (EATS and ATSCHK are the host\'s)' },
       { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'without ATS, the TLBIs after each unmap remove every stale SMMU TLB entry' },
     ],
   },
@@ -124,11 +144,28 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
     verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'no ATC is ever filled' }],
   },
   {
+    name: 'v6-hide-ats-host-atschk',
+    rationale:
+      'v6-hide-ats as the review words it, IDR0.ATS masked and EATS forced to 0, with CR0 still the host\'s (posted v6-era: CR0 written through, mask read_write), i.e. v6-hide-ats without forceAtsCheck. A host that sees no ATS never sets CR0.ATSCHK (Linux sets it only "if FEAT_ATS", smmuv3-arch.md reset step 7), and with ATSCHK = 0 the SMMU passes every Translated transaction without looking at the STE: an ATS-capable device reaches any physical address.',
+    knobs: { ...HARDENED_KNOBS, hideAts: true, forceAtsCheck: false },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'CR0.ATSCHK = 0 (the host was shown no ATS): a forged Translated transaction from the ATS-capable device skips the STE and reaches any PA' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'no device can emit Translated transactions' },
+    ],
+  },
+  {
     name: 'v6-atc-inv',
     rationale:
       'v6-hardened with the review\'s other way out: "we have to issue CMDQ_OP_ATC_INV for the whole space on every S2 invalidation which has to be done per-SID and as it can\'t be done by VMID" (v6 review, PATCH 04/25, Mostafa Saleh, 2026-05-11). After each stage-2 invalidation has completed (its CMD_SYNC), ATC_INV Size 52 for every stream whose shadowed STE enabled ATS, then CMD_SYNC. Not a fix for a device that forges Translated transactions (series-as-posted.md finding 1).',
     knobs: { ...HARDENED_KNOBS, atcInvalidation: true },
-    verdicts: [...OWNERSHIP_HOLDS, ...AVAILABILITY_HOLDS, { check: 'dma_isolation', verdict: 'holds', when: ALWAYS, why: 'every ATC entry is dropped before the donation returns' }],
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      { check: 'dma_isolation', verdict: 'breaks', when: { ats: true }, why: 'every ATC entry is dropped before the donation returns, but an ATS-capable device may forge a Translated transaction to any PA: the host keeps STE.EATS and CR0.ATSCHK (series-as-posted.md finding 1)' },
+      { check: 'dma_isolation', verdict: 'holds', when: { ats: false }, why: 'without ATS, the TLBIs after each unmap remove every stale SMMU TLB entry' },
+    ],
   },
   {
     name: 'vmid-wide-invalidation',
@@ -214,6 +251,6 @@ export function designVariant(name: string): DesignVariant | undefined {
  */
 export function declaredVerdicts(variant: DesignVariant, hw: VerdictHardware): DeclaredVerdict[] {
   const applies = (want: boolean | undefined, have: boolean) => want === undefined || want === have;
-  const matching = variant.verdicts.filter((v) => applies(v.when.ats, hw.ats) && applies(v.when.ril, hw.ril) && applies(v.when.bbml2, hw.bbml2));
+  const matching = variant.verdicts.filter((v) => applies(v.when.ats, hw.ats) && applies(v.when.ril, hw.ril) && applies(v.when.bbml2, hw.bbml2) && applies(v.when.msi, hw.msi));
   return matching.filter((v) => v.verdict === 'breaks' || !matching.some((o) => o.check === v.check && o.verdict === 'breaks'));
 }

@@ -35,6 +35,15 @@ function parts(sys: System): IommuParts {
   return sys.iommu;
 }
 
+/** The hardened driver with one of its knobs turned back to the posted behaviour (after boot). */
+function withoutKnob(sys: System, knob: keyof HypSmmuDriver['options']): void {
+  const driver = parts(sys).driver;
+  replace(driver, 'options', { ...driver.options, [knob]: undefined });
+}
+
+/** The host driver's event queue page on the small machines (system.ts hostKernelArea + 4 pages). */
+const EVTQ_PFN = 0x407e4;
+
 type Issue = HypCmdq['issue'];
 type Send = HypCmdq['send'];
 
@@ -361,6 +370,70 @@ export const DMA_BUGS: readonly ZooBug[] = [
     // CERROR_ILL, the CMD_SYNC never completes, WARN_ON → panic (posted v6-era; before the panic
     // rule the SMMU TLB kept the block: dma_isolation).
     trigger: staleTlbAfterDonation,
+  },
+  // --- Issue 12: the SMMU as a writer, and malicious devices ---
+  {
+    name: 'irq-cfg-passed-through',
+    description: 'the hardened register emulation loses its *_IRQ_CFG0 check (rejectIrqCfg): the host aims the event-queue MSI at a page it then donates, and a faulting DMA makes the SMMU write there',
+    caughtBy: 'smmu_write_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => withoutKnob(sys, 'rejectIrqCfg'),
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_mmio_write', smmu: 0, offset: 0xb0, value: 0x4002_0000, size: 8, valueHi: 0 },
+      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
+      { kind: 'dma', sid: 1, addr: 0xc00_0000, access: 'read' },
+    ],
+  },
+  {
+    name: 'sync-conversion-not-written-back',
+    description: 'the CMD_SYNC CS=SIG_IRQ → SEV conversion is made on a copy again (writeBackSyncConversion lost, as in the posted code): the host\'s MSIAddr reaches the hardware and the SMMU writes MSIData into a guest page',
+    caughtBy: 'smmu_write_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => withoutKnob(sys, 'writeBackSyncConversion'),
+    trigger: [
+      { kind: 'init_vm', vm: 1, protected: true },
+      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
+      { kind: 'host_write_cmd', smmu: 0, words: [0x1046, 0xdead, 0x4002_0000, 0] },
+    ],
+  },
+  {
+    name: 'event-queue-not-pinned',
+    description: 'EVTQEN 0 → 1 shares the host event queue but does not pin it: the host unshares and donates the page, and the SMMU writes its next event record into the new owner\'s page',
+    caughtBy: 'smmu_write_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: (sys) => {
+      const hyp = sys.hyp;
+      const original = hyp.internal.bind(hyp);
+      const evtqPfn = (sys.iommu?.hostDriver.layout.evtqBase ?? 0) / PAGE;
+      replace(hyp, 'internal', function* (op: Parameters<typeof original>[0], call: Hypercall): Hypercall {
+        // Only the event queue's pin is dropped; skipped calls are not recorded (the model sees what the driver did).
+        if ((op.kind === 'hyp_pin_shared_mem' || op.kind === 'hyp_unpin_shared_mem') && op.pfn === evtqPfn) return 0;
+        return yield* original(op, call);
+      });
+    },
+    trigger: [
+      { kind: 'host_unshare_hyp', pfn: EVTQ_PFN },
+      { kind: 'host_donate_hyp', pfn: EVTQ_PFN, nrPages: 1 },
+      { kind: 'dma', sid: 1, addr: 0xc00_0000, access: 'read' },
+    ],
+  },
+  {
+    name: 'forged-translated-accepted',
+    description: 'v6-hide-ats loses forceAtsCheck: a host that is shown no ATS leaves CR0.ATSCHK clear, and the SMMU lets a forged Translated transaction reach a hypervisor page without looking at the STE',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu',
+    design: 'v6-hide-ats',
+    inject: () => undefined,
+    afterBoot: (sys) => withoutKnob(sys, 'forceAtsCheck'),
+    trigger: [
+      // The knob acts on the next CR0 write: the host's reset wrote CR0 at boot, so it writes again.
+      { kind: 'host_mmio_write', smmu: 0, offset: 0x20, value: 0xd },
+      { kind: 'host_donate_hyp', pfn: 0x40020, nrPages: 1 },
+      { kind: 'dma_forged_translated', sid: 2, pa: 0x4002_0000, access: 'write' },
+    ],
   },
 ];
 

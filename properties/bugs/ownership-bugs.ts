@@ -95,4 +95,12 @@ export const OWNERSHIP_BUGS: readonly InjectedBug[] = [
       });
     },
   },
+  {
+    name: 'reclaim-without-poison',
+    description: 'the reclaim of a protected guest\'s page skips hyp_poison_page: the host gets the page back with the guest\'s data in it (bug class 8, "a malicious host potentially being able to read the contents of newly reclaimed guest pages")',
+    caughtBy: 'confidentiality',
+    inject: (sys) => {
+      replace(sys.hyp as unknown as { poison: (phys: number) => void }, 'poison', () => undefined);
+    },
+  },
 ];

@@ -12,6 +12,7 @@ import { type PhysicalMemory, ACCESS_OK } from '../../arch/physical-memory.js';
 import { type EventRecord, encodeEvent, EVT_BYTES } from '../../arch/smmu/events.js';
 import { GERROR_BIT } from '../../arch/smmu/registers.js';
 import { type RegisterFile } from './registers-file.js';
+import { type SmmuWriteLog } from './write-log.js';
 
 /** Interrupts and events the SMMU has signalled, counted (the machine has no interrupt controller yet). */
 export interface SmmuSignals {
@@ -47,6 +48,7 @@ export class EventQueue {
     private readonly permissive: boolean,
     private readonly signals: SmmuSignals,
     private readonly raiseGerror: (bit: number) => void,
+    private readonly writes: SmmuWriteLog,
   ) {}
 
   write(ev: EventRecord): EventDelivery {
@@ -65,28 +67,44 @@ export class EventQueue {
       }
       return 'dropped_full';
     }
-    // The queue base is aligned to its size (at least 32 bytes), ignoring lower ADDR bits (§1.7).
-    const bytes = Math.max(32, size * EVT_BYTES);
-    const rawBase = regs.evtqBaseAddr();
-    const slot = rawBase - (rawBase % bytes) + (prod % size) * EVT_BYTES;
+    const slot = this.base(log2) + (prod % size) * EVT_BYTES;
     const words = encodeEvent(ev);
     for (let i = 0; i < words.length; i++) {
       const w = words[i];
       if (w === undefined || this.memory.store64(slot + i * 8, w.lo, w.hi) !== ACCESS_OK) {
+        // The doublewords before the aborted one did land.
+        if (i > 0) this.writes.record(slot, i * 8, 'event_record');
         this.raiseGerror(GERROR_BIT.EVTQ_ABT_ERR);
         return 'write_abort';
       }
     }
+    this.writes.record(slot, words.length * 8, 'event_record');
     regs.evtqProd = ((regs.evtqProd & 0x8000_0000) | ((prod + 1) % span)) >>> 0;
     if ((regs.irqCtrlAck & IRQ_CTRL_EVTQ) !== 0) this.interrupt();
     return 'written';
+  }
+
+  /** The queue base is aligned to its size (at least 32 bytes), ignoring lower ADDR bits (§1.7). */
+  private base(log2: number): number {
+    const bytes = Math.max(32, 2 ** log2 * EVT_BYTES);
+    const raw = this.regs.evtqBaseAddr();
+    return raw - (raw % bytes);
+  }
+
+  /** The memory the producer may write records into: the whole queue while EVTQEN is set. */
+  span(): { readonly base: number; readonly bytes: number } | undefined {
+    if (!this.regs.evtqen) return undefined;
+    const log2 = Math.min(this.regs.evtqLog2size(), this.maxLog2);
+    return { base: this.base(log2), bytes: Math.max(32, 2 ** log2 * EVT_BYTES) };
   }
 
   private interrupt(): void {
     const addr = this.regs.evtqMsiAddr();
     if (this.msi && addr !== 0) {
       this.signals.evtqMsi++;
-      if (this.memory.write32(addr % this.oasLimit, this.regs.evtqIrqCfg1) !== ACCESS_OK) this.raiseGerror(GERROR_BIT.MSI_EVTQ_ABT_ERR);
+      const pa = addr % this.oasLimit;
+      if (this.memory.write32(pa, this.regs.evtqIrqCfg1) !== ACCESS_OK) this.raiseGerror(GERROR_BIT.MSI_EVTQ_ABT_ERR);
+      else this.writes.record(pa, 4, 'evtq_msi');
     } else {
       this.signals.evtqIrq++;
     }

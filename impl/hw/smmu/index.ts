@@ -30,6 +30,7 @@
  */
 export { type AtcInvalidation, type AtsEndpoint, type AtsResponse, atcInvalidationOf } from './ats.js';
 export { type EventDelivery, type SmmuSignals } from './event-queue.js';
+export { type SmmuWrite, type SmmuWriteCause, SmmuWriteLog } from './write-log.js';
 export { DEFAULT_FEATURES, IIDR_MMU600_R0P0, IIDR_MMU600_R2P0, IIDR_MMU700_R1P1, type SmmuFeatures, idRegisterValues, resolveFeatures } from './features.js';
 export {
   ABORT_REASONS,

@@ -51,6 +51,7 @@ import { type U64, u64, u64ToHex } from '../../arch/u64.js';
 import { type AtcInvalidation, type AtsEndpoint, type AtsResponse, atcInvalidationOf } from './ats.js';
 import { ConfigCache } from './config-cache.js';
 import { EventQueue, type EventDelivery, type SmmuSignals, newSignals } from './event-queue.js';
+import { SmmuWriteLog } from './write-log.js';
 import { type SmmuFeatures, commandFeatures, idRegisterValues, resolveFeatures, steCheckFeatures } from './features.js';
 import { permissiveTlbiS2Ipa, strictTlbiS2Ipa } from './invalidation.js';
 import { RegisterFile } from './registers-file.js';
@@ -319,6 +320,8 @@ export class Smmu implements MmioHandler {
   private readonly config = new ConfigCache();
   private readonly evtq: EventQueue;
   private readonly signalCounts: SmmuSignals = newSignals();
+  /** Every write the SMMU makes to memory (issue 12): drained by the checker. */
+  readonly writes = new SmmuWriteLog();
   private readonly steFeatures: SteCheckFeatures;
   private readonly cmdFeatures: CommandFeatures;
   private readonly oasLimit: number;
@@ -376,6 +379,7 @@ export class Smmu implements MmioHandler {
     this.walker = new SmmuWalker(memory, this.caches);
     this.evtq = new EventQueue(memory, this.regs, this.features.evtqLog2Max, this.oasLimit, this.features.msi, this.permissive, this.signalCounts, (bit) =>
       this.raiseGerror(bit),
+      this.writes,
     );
     memory.registerMmio(this.base, SMMU_FRAME_SIZE, this);
   }
@@ -404,6 +408,11 @@ export class Smmu implements MmioHandler {
     this.fills = { ...this.fills, ...policy };
   }
 
+  /** Where the SMMU may write event records now (the event queue while enabled); undefined when disabled. */
+  eventQueueSpan(): { readonly base: number; readonly bytes: number } | undefined {
+    return this.evtq.span();
+  }
+
   signals(): SmmuSignals {
     return { ...this.signalCounts };
   }
@@ -426,7 +435,9 @@ export class Smmu implements MmioHandler {
     if (this.features.msi && addr !== 0) {
       this.signalCounts.gerrorMsi++;
       // An aborted GERROR MSI is itself a global error, but raising it must not recurse.
-      if (this.memory.write32(addr % this.oasLimit, this.regs.gerrorIrqCfg1) !== ACCESS_OK) this.regs.raiseGerror(GERROR_BIT.MSI_GERROR_ABT_ERR);
+      const pa = addr % this.oasLimit;
+      if (this.memory.write32(pa, this.regs.gerrorIrqCfg1) !== ACCESS_OK) this.regs.raiseGerror(GERROR_BIT.MSI_GERROR_ABT_ERR);
+      else this.writes.record(pa, 4, 'gerror_msi');
     } else {
       this.signalCounts.gerrorIrq++;
     }
@@ -979,7 +990,9 @@ export class Smmu implements MmioHandler {
       // QEMU performs no MSI write-back (§7.1); hardware writes MSIData when MSIs exist.
       if (!this.permissive && this.features.msi && cmd.msiaddr !== 0) {
         this.signalCounts.cmdSyncMsi++;
-        if (this.memory.write32(cmd.msiaddr % this.oasLimit, cmd.msidata) !== ACCESS_OK) this.raiseGerror(GERROR_BIT.MSI_CMDQ_ABT_ERR);
+        const pa = cmd.msiaddr % this.oasLimit;
+        if (this.memory.write32(pa, cmd.msidata) !== ACCESS_OK) this.raiseGerror(GERROR_BIT.MSI_CMDQ_ABT_ERR);
+        else this.writes.record(pa, 4, 'cmd_sync_msi');
       }
     } else if (cmd.cs === CS_SEV && this.features.sev) {
       this.signalCounts.sev++;

@@ -13,7 +13,7 @@
 import { E2BIG, EINVAL, ENOMEM, EPERM } from '../../arch/errno.js';
 import { type PhysicalMemory } from '../../arch/physical-memory.js';
 import { CMD_BYTES, CMD_OP, CS_IRQ, CS_SEV, type Command, checkCommand, decodeCommand } from '../../arch/smmu/commands.js';
-import { CR0_CMDQEN, CR0_EVTQEN, CR0_PRIQEN, CR0_SMMUEN, GBPA_ABORT, GBPA_UPDATE, REG, SMMU_FRAME_SIZE, STRTAB_FMT_2LVL, STRTAB_FMT_LINEAR, decodeStrtabBaseCfg, encodeStrtabBaseCfg } from '../../arch/smmu/registers.js';
+import { CR0_ATSCHK, CR0_CMDQEN, CR0_EVTQEN, CR0_PRIQEN, CR0_SMMUEN, GBPA_ABORT, GBPA_UPDATE, REG, SMMU_FRAME_SIZE, STRTAB_FMT_2LVL, STRTAB_FMT_LINEAR, decodeStrtabBaseCfg, encodeStrtabBaseCfg } from '../../arch/smmu/registers.js';
 import { STE_BYTES, STE_CONFIG, decodeSte } from '../../arch/smmu/ste.js';
 import { type U64, bits, u64 } from '../../arch/u64.js';
 import { type TablePageAllocator } from '../../pgtable/page-allocator.js';
@@ -93,6 +93,13 @@ export interface DriverOptions {
   readonly rejectIrqCfg?: boolean;
   /** Move live STEs with Linux's hitless writer (`arm_smmu_write_entry`, v8's plan). */
   readonly linuxHitlessWriter?: boolean;
+  /**
+   * Keep CR0.ATSCHK set in the hardware whenever it has IDR0.ATS, whatever the host writes
+   * (inferred fix, in no posted version). With ATSCHK = 0 the SMMU lets every Translated
+   * transaction through without looking at the STE (smmuv3-arch.md §CR0), and a host that is
+   * shown no ATS (hideAts) never sets it: Linux sets ATSCHK only "if FEAT_ATS".
+   */
+  readonly forceAtsCheck?: boolean;
   /**
    * TLB maintenance is not skipped while the host keeps the emulated SMMU disabled: the
    * hypervisor's own queue stays enabled in the hardware once the host first enabled it (the
@@ -596,7 +603,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
           const value = yield* this.hostCr0Write(val.lo);
           // Hardened (invalidateWhileDisabled): the hypervisor's queue, once enabled, stays so.
           const keep = this.options.invalidateWhileDisabled === true ? this.reg(REG.CR0) & CR0_CMDQEN : 0;
-          this.setReg(REG.CR0, value | keep);
+          const atsCheck = this.options.forceAtsCheck === true && (this.reg(REG.IDR0) & IDR0_ATS) !== 0 ? CR0_ATSCHK : 0;
+          this.setReg(REG.CR0, value | keep | atsCheck);
           return ZERO;
         }
         mask = ALL_ONES;
@@ -752,7 +760,14 @@ export class HypSmmuDriver implements IdmapTlbOps {
     // SMMUEN.
     if ((last & CR0_SMMUEN) === 0 && (next & CR0_SMMUEN) !== 0) {
       // smmu_emulate_enable: "Enabling SMMU without CMDQ, means TLB invalidation won't work."
-      warnOn((next & CR0_CMDQEN) === 0, 'smmu_emulate_enable: WARN_ON(!is_cmdq_enabled)');
+      // Hardened: CMDQEN may have been refused just above (its queue could not be shared), after
+      // the early SMMUEN-without-CMDQEN refusal looked at the host's value (found by a v6-hardened
+      // campaign with the host-attack generators: CMDQ_BASE in an MMIO gap, then CR0 = 0xd).
+      if (this.warnOrRefuse((next & CR0_CMDQEN) === 0, 'smmu_emulate_enable: WARN_ON(!is_cmdq_enabled)', hardened, 'SMMUEN without an enabled command queue; SMMUEN not set')) {
+        next &= ~CR0_SMMUEN;
+        this.host.cr0 = next;
+        return next;
+      }
       const r = yield* this.updateSteShadow(true);
       if (this.warnOrRefuse(r !== 0, 'smmu_emulate_enable: WARN_ON(smmu_update_ste_shadow)', hardened, `host stream table refused (${r})`)) {
         next &= ~CR0_SMMUEN;
