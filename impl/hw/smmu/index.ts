@@ -23,6 +23,8 @@
  * | ATC_INV                            | delivered, completes at CMD_SYNC; timeout → CERROR_ATC_INV_SYNC | no-op               |
  * | speculative fills / PREFETCH_*     | any valid reachable translation, any time    | none: fills only on transactions       |
  * | break-before-make violation        | F_TLB_CONFLICT with BBML0/1                  | never; largest block wins              |
+ * | walk ending in a permission fault  | leaf may be cached                           | nothing cached                         |
+ * | range TLBI, Address misaligned for TG | 16K/64K-granule entries overlapping the range | chunks from Address as given, 4K ones too |
  *
  * Permissive also copies QEMU's 256-entry IOTLB flushed when full and its exact-key TTL shortcut.
  */

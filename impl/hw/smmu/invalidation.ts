@@ -14,8 +14,9 @@
  * - With Leaf = 1 walk-cache entries survive.
  *
  * Permissive (QEMU, §7.3): TG, TTL (except for QEMU's exact-key shortcut) and Leaf are ignored;
- * the range is split into naturally aligned power-of-two chunks and every stage-2 entry of the
- * VMID overlapping a chunk is removed. There is no walk cache.
+ * the range is split into naturally aligned power-of-two chunks (smaller than the granule when
+ * Address is misaligned for it) and every stage-2 entry of the VMID overlapping a chunk is
+ * removed. There is no walk cache.
  */
 import { type CommandOf } from '../../arch/smmu/commands.js';
 import { type TlbEntry, type TranslationCaches, type WalkEntry } from './tlb.js';
@@ -60,11 +61,15 @@ export function permissiveTlbiS2Ipa(caches: TranslationCaches, cmd: CommandOf<'T
   let addr = cmd.address;
   const end = addr + pages * 2 ** granule - 1;
   let removed = 0;
-  // At most 64 chunks: each one at least doubles the alignment or halves what is left.
+  // Each chunk is the largest power of two that Address is aligned to and that fits in what is
+  // left, with no lower bound at the granule (QEMU 10.0.2 hw/arm/smmuv3.c:1261-1277 with
+  // dma_aligned_pow2_mask). A misaligned Address (UNPREDICTABLE range, smmuv3-arch.md §3.3)
+  // thus gives sub-granule chunks of "0 pages" that only remove the entries containing them.
+  // At most 2 × 52 chunks: the alignment grows, then the remainder shrinks, one bit at a time.
   for (let guard = 0; addr <= end && guard < 128; guard++) {
-    let chunk = 2 ** granule;
+    let chunk = 0x1000; // Address[11:0] are not in the command.
     while (addr % (chunk * 2) === 0 && addr + chunk * 2 - 1 <= end) chunk *= 2;
-    removed += qemuInvalidateIpa(caches, vmid, addr, tg, chunk / 2 ** granule, cmd.ttl);
+    removed += qemuInvalidateIpa(caches, vmid, addr, tg, Math.floor(chunk / 2 ** granule), cmd.ttl);
     addr += chunk;
   }
   return { tlb: removed, walk: 0 };
@@ -79,5 +84,7 @@ function qemuInvalidateIpa(caches: TranslationCaches, vmid: number, ipa: number,
   }
   const granule = tg === 0 ? 12 : (TG_SHIFT[tg] ?? 12);
   const rangeSize = pages * 2 ** granule;
-  return caches.removeTlbWhere((e) => e.vmid === vmid && (e.base - (e.base % rangeSize) === ipa || ipa - (ipa % e.size) === e.base));
+  // An entry is removed if it lies in the chunk or contains its start. A 0-page chunk has an
+  // all-ones mask in QEMU, so only the second test can match (its start is never 0).
+  return caches.removeTlbWhere((e) => e.vmid === vmid && ((rangeSize > 0 && e.base - (e.base % rangeSize) === ipa) || ipa - (ipa % e.size) === e.base));
 }

@@ -653,8 +653,11 @@ export class Smmu implements MmioHandler {
     w.ipa = iova;
     const status = this.walker.walk(ctx, space, !this.permissive, !this.permissive && this.fills.walkCache, sid, w);
     if (status !== WALK_OK) return this.walkFault(status, ctx, sid, iova, write, out);
-    if (this.fills.tlb) this.fillTlb(space, w, sid);
-    if ((w.perms & need) === 0) {
+    const permitted = (w.perms & need) !== 0;
+    // A walk that ends in a permission fault may fill the TLB (strict); QEMU caches nothing for a
+    // faulting walk (qemu-smmuv3-peer.md §3(c); QEMU 10.0.2 hw/arm/smmu-common.c:815-820).
+    if (this.fills.tlb && (permitted || !this.permissive)) this.fillTlb(space, w, sid);
+    if (!permitted) {
       this.emit(this.s2FaultEvent('F_PERMISSION', sid, iova, write, true), ctx.record);
       return this.abort(out, R_PERMISSION);
     }
