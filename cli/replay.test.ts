@@ -114,8 +114,9 @@ describe('replay CLI', () => {
   });
 
   it('replays corpus files with their design and test-only bug, and says whether the verdict holds', () => {
+    // A corpus file exits by its expected verdict: this one violates as it says, so 0.
     const corpusFile = listCorpusFiles().find((f) => f.includes('no-host-tlbi-on-donation'))!;
-    expect(main([corpusFile])).toBe(1);
+    expect(main([corpusFile])).toBe(0);
     const text = out.join('\n');
     expect(text).toMatch(/^corpus file: design v6-posted, test-only injected bug no-host-tlbi-on-donation; expected verdict: violates host_cpu_isolation/);
     expect(text).toMatch(/expected verdict \(violates host_cpu_isolation\): holds/);
@@ -126,6 +127,22 @@ describe('replay CLI', () => {
     const bad = file('bad-corpus.json', JSON.stringify({ ...JSON.parse(readFileSync(passing, 'utf8')), expect: { violates: 'nothing' } }));
     expect(main([bad])).toBe(2);
     expect(err.at(-1)).toMatch(/bad-corpus\.json: expect\.violates: expected a check name/);
+  });
+
+  it('exits 1 with "expected verdict not reached" when a corpus file no longer shows its verdict or its recorded return codes', () => {
+    // The forged Translated DMA of v6-atc-inv, replayed on v6-hide-ats (which removes it): no violation.
+    const forged = listCorpusFiles().find((f) => f.endsWith('forged-translated-dma.json'))!;
+    expect(main([forged])).toBe(0);
+    out = [];
+    const fixed = file('fixed.json', JSON.stringify({ ...JSON.parse(readFileSync(forged, 'utf8')), design: 'v6-hide-ats' }));
+    expect(main([fixed])).toBe(1);
+    expect(out.join('\n')).toMatch(/expected verdict \(violates dma_isolation\): DOES NOT HOLD\nexpected verdict not reached: expected a violation of dma_isolation, but the run passes/);
+    // A passing file whose recorded return codes differ from the model's.
+    out = [];
+    const passing = JSON.parse(readFileSync(listCorpusFiles().find((f) => f.endsWith('mmio-donation.json'))!, 'utf8')) as { returns: string[] };
+    const wrong = file('wrong-returns.json', JSON.stringify({ ...passing, returns: ['-EPERM', ...passing.returns.slice(1)] }));
+    expect(main([wrong])).toBe(1);
+    expect(out.join('\n')).toMatch(/expected verdict not reached: returns\.0: the model returns \S+ for \S+, the file records -EPERM/);
   });
 
   it('writes a self-contained HTML timeline with --html', () => {

@@ -9,7 +9,7 @@
  */
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdictOf } from '../conformance/corpus-format.js';
-import { entryRunOptions } from '../conformance/corpus.js';
+import { corpusProblems, entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
 import { retName } from '../conformance/names.js';
 import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
@@ -28,7 +28,9 @@ FILE.json: { "operations": [ { "kind": "host_donate_hyp", "pfn": 262144, "nrPage
 --json         print { "results": [{ "op", "modelRet", "systemRet" }], "violations": [...] }
 --html OUT     also write a self-contained HTML timeline (steps × pages, coloured by owner)
 --brief        one line per operation, without the page states
-exit code: 0 clean, 1 mismatch or violation, 2 usage error or bad file`;
+exit code: a plain operation list: 0 clean, 1 mismatch or violation; a corpus file: 0 when its
+expected verdict (and its "returns", if recorded) is reached, 1 when not — "expected verdict not
+reached"; 2 usage error or bad file`;
 
 export interface ReplayInput {
   readonly operations: readonly StepOp[];
@@ -109,6 +111,9 @@ export function main(argv: string[], options: RunOptions = {}): number {
   const result = trace.result;
   const violations = allRecords(result).flatMap((s) => s.violations.map((v) => ({ step: s.index, check: v.check, message: v.message })));
   const fired: string[] = [...new Set(violations.map((v) => v.check))];
+  // A corpus file is judged by what it says it shows (its expected verdict, and the model's return
+  // codes when it records them): a "violates" file that no longer fails is the failure.
+  const verdict = corpus === undefined ? { problems: [] as string[] } : { problems: corpusProblems(corpus, fired, result) };
   if (args.flags.has('json')) {
     console.log(JSON.stringify({ results: result.steps.map((s) => ({ op: s.op, modelRet: s.modelRet, systemRet: s.systemRet })), violations }));
   } else {
@@ -129,6 +134,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
     if (corpus !== undefined) {
       const holds = verdictHolds(corpus.expect, fired);
       console.log(`expected verdict (${verdictText(corpus)}): ${holds ? 'holds' : 'DOES NOT HOLD'}`);
+      if (verdict.problems.length > 0) for (const p of verdict.problems) console.log(`expected verdict not reached: ${p}`);
     }
     console.log(violations.length === 0 ? `${result.steps.length} operations, no violation` : `${violations.length} violation(s) in ${new Set(violations.map((v) => v.step)).size} step(s)`);
   }
@@ -150,6 +156,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
     }
     (args.flags.has('json') ? console.error : console.log)(`timeline: ${html}`);
   }
+  if (corpus !== undefined) return verdict.problems.length === 0 ? 0 : 1;
   return violations.length === 0 ? 0 : 1;
 }
 

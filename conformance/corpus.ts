@@ -64,6 +64,12 @@ export function replayEntry(entry: CorpusEntry): CorpusOutcome {
   const result = runOperations(entry.config, entry.operations, entryRunOptions(entry, { continueAfterViolation: true }));
   const fired: string[] = [];
   for (const s of allRecords(result)) for (const v of s.violations) if (!fired.includes(v.check)) fired.push(v.check);
+  const problems = corpusProblems(entry, fired, result);
+  return { ok: problems.length === 0, message: problems.join('\n'), fired, result };
+}
+
+/** Why a replayed corpus entry does not show what it says (its verdict, its recorded return codes); empty when it does. */
+export function corpusProblems(entry: CorpusEntry, fired: readonly string[], result: RunResult): string[] {
   const first = result.failure;
   const firstText = first === undefined ? '' : `step ${first.index} ${first.op.kind}: ${first.violations.map((v) => `[${v.check}] ${v.message}`).join('; ')}`;
   const problems: string[] = [];
@@ -87,7 +93,7 @@ export function replayEntry(entry: CorpusEntry): CorpusOutcome {
     }
     if (result.steps.length < entry.operations.length && fired.length === 0) problems.push(`the run stopped after ${result.steps.length} of ${entry.operations.length} operations`);
   }
-  return { ok: problems.length === 0, message: problems.join('\n'), fired, result };
+  return problems;
 }
 
 /** A short name for messages: the path below the corpus directory. */
