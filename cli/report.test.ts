@@ -133,6 +133,10 @@ describe('report CLI', () => {
     const r = await report([...quick.map((x) => (x === '6' ? '1' : x)), '--no-bugs'].filter((x, i, all) => !(x === '--bug-runs' || all[i - 1] === '--bug-runs')));
     expect(r.summary).toMatch(/## Known findings \(expected counterexamples\)\n\nNot reproduced here: the small machine has no SMMU\./);
     expect(r.summary).not.toMatch(/leave out every generated step/);
+    // The IOMMU checks cannot apply there: n/a, never "holds".
+    expect(r.summary).toMatch(/\| `dma_isolation` \| n\/a \(no SMMU\) \|/);
+    expect(r.summary).toMatch(/\| `smmu_write_isolation` \| n\/a \(no SMMU\) \|/);
+    expect(r.summary).toMatch(/\| `refinement_ret` \| ✅ holds/);
   });
 
   it('shows a bug that escaped, and exits 1', async () => {

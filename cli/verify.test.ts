@@ -72,6 +72,9 @@ describe('verify CLI', () => {
     expect(text).toMatch(/seed 5; repeat with: npm run verify -- --seed 5 --machine small --design v6-posted --max-ops 15 --runs 5/);
     expect(text).toMatch(/refinement_ret +holds/);
     expect(text).toMatch(/pool_accounting +holds/);
+    expect(text).toMatch(/confidentiality +holds/);
+    // The IOMMU checks say nothing about a machine without an SMMU.
+    for (const check of ['dma_isolation', 'dma_during_hypercall', 'dma_availability', 'smmu_config_coherent', 'smmu_write_isolation']) expect(text).toMatch(new RegExp(`${check} +n/a \\(no SMMU\\)`));
     const files = readdirSync(d.results);
     expect(files).toEqual(['v6-posted-small-seed5-shard1of1.json']);
     const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, files[0] as string), 'utf8')));

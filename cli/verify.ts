@@ -16,6 +16,7 @@ import { DEFAULT_DESIGN, designNames, findDesign } from '../conformance/designs.
 import { machineNames, namedMachine } from '../conformance/machines.js';
 import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
+import { checkApplies } from '../properties/checks.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { runOperations } from '../properties/runner.js';
@@ -240,10 +241,11 @@ export function resultFileName(r: Pick<CampaignResult, 'design' | 'bug' | 'machi
 
 function verdictLines(r: CampaignResult, s: Settings): string[] {
   const lines = [`verdicts (design ${s.design}${s.bug === undefined ? '' : `, injected bug ${s.bug}`}; ${r.runs} runs, ${r.operations} operations, stopped by ${r.stoppedBy}):`];
+  const hasSmmu = namedMachine(s.machineName)?.smmu !== undefined;
   for (const name of checkNames()) {
     const c = r.checks[name];
     const first = c?.first ?? null;
-    lines.push(`  ${name.padEnd(24)} ${first === null ? 'holds' : `VIOLATED in ${c?.runs} run(s); first at run ${first.run} (seed ${first.seed}, step ${first.step}), after ${first.opsToDetection} operations`}`);
+    lines.push(`  ${name.padEnd(24)} ${first === null ? (checkApplies(name, hasSmmu) ? 'holds' : 'n/a (no SMMU)') : `VIOLATED in ${c?.runs} run(s); first at run ${first.run} (seed ${first.seed}, step ${first.step}), after ${first.opsToDetection} operations`}`);
   }
   if (s.bug !== undefined) {
     const bug = findBug(s.bug);

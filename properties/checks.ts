@@ -26,6 +26,14 @@ export type CheckName =
   | 'smmu_write_isolation'
   | 'no_host_triggered_panic';
 
+/** The checks about the IOMMU: on a machine without an SMMU they cannot apply ("n/a", never "holds"). */
+export const SMMU_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>(['dma_isolation', 'dma_during_hypercall', 'dma_availability', 'smmu_config_coherent', 'smmu_write_isolation']);
+
+/** Whether a check can say anything about a machine (with an SMMU or not). */
+export function checkApplies(check: string, hasSmmu: boolean): boolean {
+  return hasSmmu || !SMMU_CHECKS.has(check as CheckName);
+}
+
 export interface Violation {
   readonly check: CheckName;
   readonly message: string;

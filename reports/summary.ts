@@ -6,6 +6,8 @@
 import { match } from 'ts-pattern';
 import { OPERATION_KINDS } from '../model/index.js';
 import { compareRetNames, checkNames } from '../conformance/names.js';
+import { namedMachine } from '../conformance/machines.js';
+import { checkApplies } from '../properties/checks.js';
 import { KNOWN_FINDINGS } from '../properties/known-findings.js';
 import { type FindingRow, type KillRow, type ReportData, isPanicFinding, killCaught, overallVerdict } from './build.js';
 import { METRICS, leastCovered, pct } from './coverage.js';
@@ -42,6 +44,9 @@ function propertiesSection(data: ReportData): string[] {
     `\`${check}\``,
     ...data.variants.map((v) => {
       if (v.campaign === null) return 'not run';
+      // Every machine the campaign ran on is known and has no SMMU: the IOMMU checks say nothing.
+      const machines = v.campaign.machines.map((m) => namedMachine(m));
+      if (machines.length > 0 && machines.every((m) => m !== undefined && m.smmu === undefined) && !checkApplies(check, false)) return 'n/a (no SMMU)';
       const c = v.campaign.result.checks[check];
       const expectedBreak = v.expectedToBreak.includes(check);
       const leftOut = v.leftOut[check];
