@@ -45,6 +45,11 @@ describe('verify CLI', () => {
       [['--time', '0'], /--time: expected a number of seconds > 0/],
       [['--frobnicate'], /unknown option --frobnicate/],
       [['extra'], /unexpected argument "extra"/],
+      // A bug with a design or machine it does not fit.
+      [['--bug', 'atc-inv-before-tlbi-sync', '--machine', 'small-smmu', '--design', 'v6-posted'], /--bug: atc-inv-before-tlbi-sync is written against design v6-atc-inv: use --design v6-atc-inv/],
+      [['--bug', 'tlbi-wrong-ttl', '--machine', 'small-smmu-no-ats', '--design', 'v6-posted'], /--bug: design v6-posted breaks dma_isolation on machine small-smmu-no-ats without the bug, so a detection would say nothing about tlbi-wrong-ttl: use --design v6-hardened/],
+      [['--bug', 'tlbi-wrong-ttl', '--machine', 'small-smmu'], /--bug: design v6-hardened breaks dma_isolation on machine small-smmu without the bug/],
+      [['--bug', 'tlbi-wrong-ttl', '--machine', 'small'], /--bug: tlbi-wrong-ttl is a bug of the SMMU driver: it needs a machine with an SMMU/],
     ];
     for (const [argv, message] of cases) {
       const x = io();
@@ -60,6 +65,14 @@ describe('verify CLI', () => {
     for (const f of KNOWN_FINDINGS) expect(help.text()).toContain(f.name);
     expect(help.text()).toMatch(/filtered-host-command-panics \(host can panic the hypervisor\)/);
     expect(help.text()).toMatch(/v4-hook-placement-misses-guest-donation \(dma_isolation\)/);
+  });
+
+  it('--bug defaults to the design the bug is written against, and leaves the known findings out on an SMMU machine', async () => {
+    const d = dirs();
+    const x = io();
+    await main(['--bug', 'atc-inv-before-tlbi-sync', '--machine', 'small-smmu', '--runs', '1', '--seed', '1', '--max-ops', '5', ...d.args], x);
+    expect(x.text()).toMatch(/^verify: design v6-atc-inv, machine small-smmu, .*test-only bug atc-inv-before-tlbi-sync, without the known findings' steps/);
+    expect(x.text()).toMatch(/repeat with: npm run verify -- .*--design v6-atc-inv .*--bug atc-inv-before-tlbi-sync --skip-known-findings/);
   });
 
   it('runs a clean campaign: seed, verdicts, result file, exit 0', async () => {

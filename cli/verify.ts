@@ -18,7 +18,7 @@ import { checkNames } from '../conformance/names.js';
 import { clockSeed, fnv1a, parseSeed } from '../conformance/seeds.js';
 import { checkApplies } from '../properties/checks.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
-import { type MachineConfig } from '../properties/machine.js';
+import { DMA_BUGS } from '../properties/bugs/dma-bugs.js';
 import { runOperations } from '../properties/runner.js';
 import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs } from './args.js';
@@ -37,7 +37,10 @@ const USAGE = `usage: npm run verify -- [options]
   --shard i/n          run shard i of n (1-based): run numbers ≡ i-1 (mod n); give every shard the same --seed
   --max-ops N          operations per generated sequence at most (default ${DEFAULT_MAX_OPS})
   --machine NAME       ${machineNames().join(' | ')} (default: default)
-  --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')})
+  --bug NAME           inject a test-only bug (${ALL_BUGS.map((b) => b.name).join(', ')});
+                       the design defaults to the one the bug is written against (v6-hardened for
+                       a DMA bug), a design that breaks the bug's check by itself is refused, and
+                       on a machine with an SMMU the known findings' steps are left out, as the zoo does
   --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
                        the yield points of its steps, to find races inside hypercalls
   --skip-known-findings  leave out the generated steps that reach a known finding, and end a
@@ -94,14 +97,32 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   if (args.flags.has('help')) return { ok: 'help' };
   if (args.positional.length > 0) return { ok: false, error: `unexpected argument ${JSON.stringify(args.positional[0])}` };
   const v = args.values;
-  const design = v.get('design') ?? DEFAULT_DESIGN;
-  if (findDesign(design) === undefined) return { ok: false, error: `--design: unknown design ${JSON.stringify(design)} (known: ${designNames().join(', ')})` };
+  const givenDesign = v.get('design');
+  if (givenDesign !== undefined && findDesign(givenDesign) === undefined) return { ok: false, error: `--design: unknown design ${JSON.stringify(givenDesign)} (known: ${designNames().join(', ')})` };
   const machineName = v.get('machine') ?? 'default';
-  if (namedMachine(machineName) === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
+  const machine = namedMachine(machineName);
+  if (machine === undefined) return { ok: false, error: `--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machineName)}` };
   const bug = v.get('bug');
-  if (bug !== undefined && findBug(bug) === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${ALL_BUGS.map((b) => b.name).join(', ')})` };
-  const bugError = bug === undefined ? undefined : bugMachineError(bug, namedMachine(machineName) as MachineConfig);
+  const injected = bug === undefined ? undefined : findBug(bug);
+  if (bug !== undefined && injected === undefined) return { ok: false, error: `--bug: unknown bug ${JSON.stringify(bug)} (known: ${ALL_BUGS.map((b) => b.name).join(', ')})` };
+  const bugError = bug === undefined ? undefined : bugMachineError(bug, machine);
   if (bugError !== undefined) return { ok: false, error: `--bug: ${bugError}: use --machine with an SMMU` };
+  // A bug is written against a design (a DMA bug, unless it names one, against v6-hardened, where
+  // its check holds without it): that design is the default, and a design that breaks the bug's
+  // check by itself would report the bug "caught" for nothing.
+  const bugHome = injected === undefined ? undefined : (injected.design ?? (machine.smmu !== undefined && DMA_BUGS.includes(injected as (typeof DMA_BUGS)[number]) ? 'v6-hardened' : undefined));
+  const design = givenDesign ?? bugHome ?? DEFAULT_DESIGN;
+  // On its home design and machine the bug's clean runs pass once the known findings' steps are
+  // left out (the zoo proves it), so --bug on an SMMU machine leaves them out, as `npm run zoo` does.
+  let skipKnownFindings = args.flags.has('skip-known-findings');
+  if (injected !== undefined) {
+    if (injected.design !== undefined && design !== injected.design) return { ok: false, error: `--bug: ${injected.name} is written against design ${injected.design}: use --design ${injected.design} (or leave --design out)` };
+    const zooProven = design === bugHome && machineName === (injected.machine ?? 'small');
+    if (!zooProven && findDesign(design)?.expectedToBreakOn(machine).includes(injected.caughtBy) === true) {
+      return { ok: false, error: `--bug: design ${design} breaks ${injected.caughtBy} on machine ${machineName} without the bug, so a detection would say nothing about ${injected.name}: use --design ${bugHome ?? 'v6-hardened'} (or leave --design out)` };
+    }
+    if (machine.smmu !== undefined) skipKnownFindings = true;
+  }
   for (const dirOption of ['corpus-dir', 'results-dir']) {
     const dir = v.get(dirOption);
     if (dir !== undefined && existsSync(dir) && !statSync(dir).isDirectory()) return { ok: false, error: `--${dirOption}: ${dir} is not a directory` };
@@ -142,7 +163,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       ...(runs.value === undefined ? { timeSeconds: timeSeconds ?? DEFAULT_TIME_SECONDS } : { runs: runs.value }),
       maxOps: maxOps.value ?? DEFAULT_MAX_OPS,
       ...(bug === undefined ? {} : { bug }),
-      skipKnownFindings: args.flags.has('skip-known-findings'),
+      skipKnownFindings,
       interleave: args.flags.has('interleave'),
       corpusDir: v.get('corpus-dir') ?? join(CORPUS_DIR, 'new'),
       resultsDir: v.get('results-dir') ?? DEFAULT_RESULTS_DIR,
