@@ -2,6 +2,7 @@
  * A small argument parser shared by the CLIs: `--name value`, `--name=value` and boolean flags,
  * positional arguments kept in order. Every mistake is a one-line message for exit code 2.
  */
+import { parseSeed } from '../conformance/seeds.js';
 
 export type ArgSpec = Readonly<Record<string, 'flag' | 'value'>>;
 
@@ -48,6 +49,14 @@ export function intOption(values: ReadonlyMap<string, string>, name: string, min
   if (raw === undefined) return { ok: true, value: undefined };
   if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) return { ok: false, error: `--${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(raw)}` };
   return { ok: true, value: Number(raw) };
+}
+
+/** `--seed`: decimal or 0x-hex below 2^32, the same syntax for every command (conformance/seeds.ts). */
+export function seedOption(values: ReadonlyMap<string, string>): { ok: true; value: number | undefined } | { ok: false; error: string } {
+  const raw = values.get('seed');
+  if (raw === undefined) return { ok: true, value: undefined };
+  const seed = parseSeed(raw);
+  return seed === undefined ? { ok: false, error: `--seed: expected an integer in [0, 2^32) (decimal or 0x-hex), got ${JSON.stringify(raw)}` } : { ok: true, value: seed };
 }
 
 /** The first error, and how many more there are: a rejection is one line. */

@@ -34,6 +34,19 @@ describe('verdicts CLI', () => {
     expect(json.budget.runs).toBe(2);
     expect(json.verdicts).toHaveLength(45); // 9 variants (v6-posted, v6-hardened and its 7 variants) × 5 machines
     expect(json.costs).toHaveLength(45);
-    expect([0, 1]).toContain(r.code);
+    // Too small a budget reaches few declared breaks: those are undecided, not differences.
+    const j = json as unknown as { undecided: string[]; mismatches: string[] };
+    expect(j.undecided.length).toBeGreaterThan(0);
+    expect(j.mismatches).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
+  it('says the budget is too small instead of listing false mismatches, and takes hex seeds', () => {
+    const r = run(['--runs', '2', '--max-ops', '8', '--seed', '0x1350bd2']);
+    expect(r.out).toMatch(/seed 20253650, 2 runs × up to 8 operations/);
+    expect(r.out).toMatch(/The budget \(2 runs × 8 operations\) is below the one the declared verdicts are checked with \(40 × 30\): \d+ declared break\(s\) not reached, no verdict on them:/);
+    expect(r.out).not.toMatch(/Verdicts differing/);
+    expect(run(['--seed', '0x1_0000_0000']).code).toBe(2);
+    expect(run(['--seed', '4294967296']).code).toBe(2);
   });
 });

@@ -9,7 +9,7 @@
 import { ESCAPING_BUGS } from '../properties/bugs/dma-bugs.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { ZOO_DEFAULTS, type ZooRow, type ZooSettings, formatZooMatrix, zooRow } from '../properties/zoo.js';
-import { intOption, parseArgs } from './args.js';
+import { intOption, parseArgs, seedOption } from './args.js';
 
 const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N] [--bug NAME]
   --seed S      fast-check seed of every bug's search (default ${ZOO_DEFAULTS.seed})
@@ -36,7 +36,7 @@ export function main(argv: readonly string[], io: ZooOutput = { out: (l) => cons
     io.out(USAGE);
     return 0;
   }
-  const seed = intOption(args.values, 'seed', 0, 2 ** 31 - 1);
+  const seed = seedOption(args.values);
   if (!seed.ok) return usage(seed.error);
   const runs = intOption(args.values, 'runs', 1, 1e6);
   if (!runs.ok) return usage(runs.error);
