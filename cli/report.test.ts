@@ -146,6 +146,22 @@ describe('report CLI', () => {
     expect(r.summary).toMatch(/^\*\*❌ something is not as expected\*\*$/m);
   });
 
+  it('refuses to merge shards of one design from different machines or seeds, and judges a one-machine merge by that machine', async () => {
+    const quiet = { out: { write: () => true }, err: { write: () => true }, corpusRoot: join(base, 'none') };
+    const mixed = mkdtempSync(join(base, 'mixed-'));
+    await verify(['--runs', '2', '--seed', '4', '--machine', 'small', '--max-ops', '6', '--results-dir', join(mixed, 'a'), '--corpus-dir', join(base, 'cx')], quiet);
+    await verify(['--runs', '2', '--seed', '4', '--machine', 'small-smmu-no-ats', '--max-ops', '6', '--results-dir', join(mixed, 'b'), '--corpus-dir', join(base, 'cx')], quiet);
+    errors.length = 0;
+    const r = await report(['--merge', mixed, '--no-bugs']);
+    expect(r.code).toBe(2);
+    expect(errors.join('\n')).toMatch(/--merge: the shards of design v6-posted differ in machine \(small, small-smmu-no-ats\): they are different campaigns/);
+    // One machine with an SMMU: its hardware-dependent verdicts apply, and a declared break the tiny
+    // campaign missed is shown by the verdict table's evidence.
+    const one = await report(['--merge', join(mixed, 'b'), '--no-bugs']);
+    expect(one.summary).toMatch(/- design v6-posted: every property as expected/);
+    expect(one.summary).toMatch(/\| `dma_isolation` \| ✅ breaks as expected \(missed by 2 runs; shown by its verdict trigger/);
+  });
+
   it('merges verify shards with --merge, and notices a missing shard', async () => {
     const shards = mkdtempSync(join(base, 'shards-'));
     const quiet = { out: { write: () => true }, err: { write: () => true }, corpusRoot: join(base, 'none') };

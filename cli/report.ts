@@ -105,7 +105,36 @@ export function readShardResults(dir: string): { ok: true; results: CampaignResu
     results.push(v);
   }
   if (results.length === 0) return { ok: false, errors: [`--merge: no campaign results (*.json) under ${dir}`] };
+  const conflict = mixedCampaign(results);
+  if (conflict !== undefined) return { ok: false, errors: [`--merge: ${conflict}`] };
   return { ok: true, results };
+}
+
+/**
+ * The shards of one design (and bug) are one campaign only when they ran on the same machine, base
+ * seed, operation bound and schedule mode: anything else would add up different experiments (and
+ * judge them by one machine's hardware-dependent verdicts).
+ */
+function mixedCampaign(results: readonly CampaignResult[]): string | undefined {
+  const groups = new Map<string, CampaignResult[]>();
+  for (const r of results) {
+    const key = `${r.design}\u0000${r.bug ?? ''}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  for (const group of groups.values()) {
+    const first = group[0] as CampaignResult;
+    const what = `design ${first.design}${first.bug === null ? '' : ` with bug ${first.bug}`}`;
+    for (const [field, of] of [
+      ['machine', (r: CampaignResult) => r.machine],
+      ['base seed', (r: CampaignResult) => String(r.baseSeed)],
+      ['--max-ops', (r: CampaignResult) => String(r.maxOps)],
+      ['--interleave', (r: CampaignResult) => String(r.interleave === true)],
+    ] as const) {
+      const values = [...new Set(group.map(of))];
+      if (values.length > 1) return `the shards of ${what} differ in ${field} (${values.join(', ')}): they are different campaigns; merge each in its own directory`;
+    }
+  }
+  return undefined;
 }
 
 export interface ReportIo {

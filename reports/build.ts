@@ -51,7 +51,7 @@ export interface VariantSection {
   /**
    * Expected breaks the campaign run here missed (its budget is small), witnessed by the verdict
    * matrix's evidence on the same machine (properties/design-matrix.ts declaredBreakWitness):
-   * check → witness. Empty for merged campaigns, whose shards are the evidence.
+   * check → witness. Merged shards get one too when they all ran on one named machine.
    */
   readonly witnesses: Readonly<Record<string, BreakWitness>>;
   readonly campaign: MergedCampaign | null;
@@ -240,7 +240,7 @@ export async function buildReport(settings: ReportSettings): Promise<ReportData>
       }
     }
     const witnesses: Record<string, BreakWitness> = {};
-    if (settings.source.kind === 'run' && runMachine !== undefined && campaign !== null) {
+    if (runMachine !== undefined && campaign !== null) {
       const data = designVariant(design.name);
       for (const check of expectedToBreak) {
         if (campaign.result.checks[check]?.first != null || data === undefined) continue;
