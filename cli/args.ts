@@ -2,6 +2,7 @@
  * A small argument parser shared by the CLIs: `--name value`, `--name=value` and boolean flags,
  * positional arguments kept in order. Every mistake is a one-line message for exit code 2.
  */
+import { isAbsolute, resolve } from 'node:path';
 import { parseSeed } from '../conformance/seeds.js';
 
 export type ArgSpec = Readonly<Record<string, 'flag' | 'value'>>;
@@ -57,6 +58,14 @@ export function seedOption(values: ReadonlyMap<string, string>): { ok: true; val
   if (raw === undefined) return { ok: true, value: undefined };
   const seed = parseSeed(raw);
   return seed === undefined ? { ok: false, error: `--seed: expected an integer in [0, 2^32) (decimal or 0x-hex), got ${JSON.stringify(raw)}` } : { ok: true, value: seed };
+}
+
+/**
+ * A path the user typed, resolved from the shell's directory: `npm run` starts every script in the
+ * package root and leaves the caller's directory in INIT_CWD.
+ */
+export function userPath(path: string): string {
+  return isAbsolute(path) ? path : resolve(process.env.INIT_CWD ?? process.cwd(), path);
 }
 
 /** The first error, and how many more there are: a rejection is one line. */

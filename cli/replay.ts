@@ -18,7 +18,7 @@ import { decodeMachine, decodeOperations, decodeSchedule, shortJson } from '../p
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
 import { type RunOptions, type ScheduledHardware } from '../properties/runner.js';
 import { renderTimeline } from '../reports/timeline.js';
-import { oneLine, parseArgs } from './args.js';
+import { oneLine, parseArgs, userPath } from './args.js';
 
 const USAGE = `usage: npm run replay -- FILE.json [--json] [--html OUT.html] [--brief]
 
@@ -93,7 +93,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
     console.error(USAGE);
     return 2;
   }
-  const file = args.positional[0] as string;
+  const file = userPath(args.positional[0] as string);
   const htmlOut = args.values.get('html');
   // Writing to a FIFO would block until someone reads it, to a device would never be a timeline.
   if (htmlOut !== undefined && existsSync(htmlOut) && !statSync(htmlOut).isFile()) {
@@ -138,7 +138,8 @@ export function main(argv: string[], options: RunOptions = {}): number {
     }
     console.log(violations.length === 0 ? `${result.steps.length} operations, no violation` : `${violations.length} violation(s) in ${new Set(violations.map((v) => v.step)).size} step(s)`);
   }
-  const html = args.values.get('html');
+  const htmlArg = args.values.get('html');
+  const html = htmlArg === undefined ? undefined : userPath(htmlArg);
   if (html !== undefined) {
     const page = renderTimeline(trace, {
       title: `replay of ${file}`,

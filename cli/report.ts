@@ -16,7 +16,7 @@ import { readBenchFigures } from '../reports/bench.js';
 import { buildReport, overallVerdict } from '../reports/build.js';
 import { readCoverageSummary } from '../reports/coverage.js';
 import { renderSummary, reportJson } from '../reports/summary.js';
-import { intOption, oneLine, parseArgs } from './args.js';
+import { intOption, oneLine, parseArgs, userPath } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The SMMU machine with an ATS device, so that every DMA property has something to hold or break
@@ -170,7 +170,8 @@ export async function main(argv: readonly string[], io: ReportIo = { log: (l) =>
   const machine = v.get('machine') ?? DEFAULTS.machine;
   if (namedMachine(machine) === undefined) return usage(`--machine: expected one of ${machineNames().join(', ')}, got ${JSON.stringify(machine)}`);
   if (args.flags.has('no-bugs') && bugRuns.value !== undefined) return usage('--no-bugs and --bug-runs exclude each other');
-  const mergeDir = v.get('merge');
+  const mergeArg = v.get('merge');
+  const mergeDir = mergeArg === undefined ? undefined : userPath(mergeArg);
   if (mergeDir !== undefined && (runs.value !== undefined || seedText !== undefined)) return usage('--merge takes the campaigns from DIR: --runs and --seed would be ignored');
 
   let results: CampaignResult[] | undefined;
@@ -182,21 +183,24 @@ export async function main(argv: readonly string[], io: ReportIo = { log: (l) =>
     }
     results = r.results;
   }
-  const coveragePath = v.get('coverage') ?? join(ROOT, 'coverage', 'coverage-summary.json');
+  const coverageArg = v.get('coverage');
+  const coveragePath = coverageArg === undefined ? join(ROOT, 'coverage', 'coverage-summary.json') : userPath(coverageArg);
   const coverage = readCoverageSummary(coveragePath, ROOT);
   if (coverage.ok === false) {
     io.error(oneLine(coverage.errors));
     return 2;
   }
   if (coverage.ok === 'missing' && v.has('coverage')) return usage(`--coverage: ${coveragePath} does not exist`);
-  const benchPath = v.get('bench') ?? join(ROOT, 'reports', 'out', 'bench.json');
+  const benchArg = v.get('bench');
+  const benchPath = benchArg === undefined ? join(ROOT, 'reports', 'out', 'bench.json') : userPath(benchArg);
   const bench = readBenchFigures(benchPath);
   if (bench.ok === false) {
     io.error(oneLine(bench.errors));
     return 2;
   }
   if (bench.ok === 'missing' && v.has('bench')) return usage(`--bench: ${benchPath} does not exist`);
-  const corpusDir = v.get('corpus') ?? CORPUS_DIR;
+  const corpusArg = v.get('corpus');
+  const corpusDir = corpusArg === undefined ? CORPUS_DIR : userPath(corpusArg);
   const corpusError = directoryError(corpusDir);
   if (corpusError !== undefined) return usage(`--corpus: ${corpusError}`);
 
@@ -210,7 +214,8 @@ export async function main(argv: readonly string[], io: ReportIo = { log: (l) =>
     coverage: coverage.ok === true ? coverage.value : null,
     bench: bench.ok === true ? bench.value : null,
   });
-  const outDir = v.get('out') ?? join(ROOT, 'reports', 'out');
+  const outArg = v.get('out');
+  const outDir = outArg === undefined ? join(ROOT, 'reports', 'out') : userPath(outArg);
   const summary = renderSummary(data);
   try {
     mkdirSync(outDir, { recursive: true });

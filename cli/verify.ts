@@ -21,7 +21,7 @@ import { ALL_BUGS } from '../properties/bugs/index.js';
 import { DMA_BUGS } from '../properties/bugs/dma-bugs.js';
 import { runOperations } from '../properties/runner.js';
 import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
-import { intOption, parseArgs } from './args.js';
+import { intOption, parseArgs, userPath } from './args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEFAULT_RESULTS_DIR = join(ROOT, 'reports', 'out', 'shards');
@@ -124,7 +124,8 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
     if (machine.smmu !== undefined) skipKnownFindings = true;
   }
   for (const dirOption of ['corpus-dir', 'results-dir']) {
-    const dir = v.get(dirOption);
+    const given = v.get(dirOption);
+    const dir = given === undefined ? undefined : userPath(given);
     if (dir !== undefined && existsSync(dir) && !statSync(dir).isDirectory()) return { ok: false, error: `--${dirOption}: ${dir} is not a directory` };
   }
   const runs = intOption(v, 'runs', 1, 1e9);
@@ -165,8 +166,8 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       ...(bug === undefined ? {} : { bug }),
       skipKnownFindings,
       interleave: args.flags.has('interleave'),
-      corpusDir: v.get('corpus-dir') ?? join(CORPUS_DIR, 'new'),
-      resultsDir: v.get('results-dir') ?? DEFAULT_RESULTS_DIR,
+      corpusDir: userPath(v.get('corpus-dir') ?? join(CORPUS_DIR, 'new')),
+      resultsDir: userPath(v.get('results-dir') ?? DEFAULT_RESULTS_DIR),
       progressEverySeconds: progressEvery.value ?? 10,
     },
   };
