@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { E2BIG, EAGAIN, EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, EPERM, ERANGE, OPERATION_KINDS, type Operation } from '../model/index.js';
 import { operationsArbitrary } from './arbitraries.js';
+import { bugTrigger, lifeCycle } from './known-good.js';
 import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { smallMachine } from './machine.js';
@@ -43,37 +44,7 @@ describe('ownership: the system refines the model', () => {
 
   it('a hand-written life cycle through every operation kind', () => {
     const ops: Operation[] = [
-      { kind: 'host_access', addr: P * 4096, access: 'read' },
-      { kind: 'host_share_hyp', pfn: P + 1 },
-      { kind: 'hyp_pin_shared_mem', pfn: P + 1, nrPages: 1 },
-      { kind: 'host_unshare_hyp', pfn: P + 1 },
-      { kind: 'hyp_unpin_shared_mem', pfn: P + 1, nrPages: 1 },
-      { kind: 'host_unshare_hyp', pfn: P + 1 },
-      { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 3 },
-      { kind: 'host_access', addr: (P + 2) * 4096, access: 'write' },
-      { kind: 'hyp_donate_host', pfn: P + 2, nrPages: 3 },
-      { kind: 'host_share_ffa', pfn: P + 5, nrPages: 2 },
-      { kind: 'host_unshare_ffa', pfn: P + 5, nrPages: 2 },
-      { kind: 'init_vm', vm: 0, protected: false },
-      { kind: 'init_vm', vm: 1, protected: true },
-      { kind: 'host_share_guest', pfn: P + 10, gfn: 5, nrPages: 1, vm: 0, prot: 'rw' },
-      { kind: 'host_share_guest', pfn: P + 512, gfn: 512, nrPages: 512, vm: 0, prot: 'r' },
-      { kind: 'host_relax_perms_guest', gfn: 5, vm: 0, prot: 'x' },
-      { kind: 'host_wrprotect_guest', gfn: 5, nrPages: 1, vm: 0 },
-      { kind: 'host_unshare_guest', gfn: 5, nrPages: 1, vm: 0 },
-      { kind: 'host_donate_guest', pfn: P + 20, gfn: 7, vm: 1 },
-      { kind: 'host_access', addr: (P + 20) * 4096, access: 'read' },
-      { kind: 'guest_share_host', vm: 1, gfn: 7 },
-      { kind: 'host_access', addr: (P + 20) * 4096, access: 'read' },
-      { kind: 'guest_unshare_host', vm: 1, gfn: 7 },
-      { kind: 'host_force_reclaim_page_guest', pfn: P + 20 },
-      { kind: 'host_reclaim_page_guest', gfn: 7, vm: 1 },
-      { kind: 'host_donate_hyp_mmio', pfn: 0x9000 },
-      { kind: 'host_access', addr: 0x900_0000, access: 'read' },
-      { kind: 'host_access', addr: 0x900_1000, access: 'exec' },
-      { kind: 'hyp_donate_host_mmio', pfn: 0x9000 },
-      { kind: 'teardown_vm', vm: 0 },
-      { kind: 'teardown_vm', vm: 1 },
+      ...lifeCycle(P),
       { kind: 'host_share_ffa', pfn: P + 100, nrPages: 2 ** 64 - 2 ** 12 },
     ];
     const result = runOperations(machine, ops);
@@ -86,18 +57,8 @@ describe('ownership: the system refines the model', () => {
 
 /** A sequence that exercises every injected bug below: access, donate, pin/unshare, a VM life, a protected guest's page given back. */
 const BUG_TRIGGER: Operation[] = [
-  { kind: 'host_access', addr: P * 4096, access: 'read' },
-  { kind: 'host_donate_hyp', pfn: P, nrPages: 1 },
-  { kind: 'host_access', addr: P * 4096, access: 'read' },
-  { kind: 'host_share_hyp', pfn: P + 1 },
-  { kind: 'hyp_pin_shared_mem', pfn: P + 1, nrPages: 1 },
-  { kind: 'host_unshare_hyp', pfn: P + 1 },
-  { kind: 'host_donate_hyp', pfn: P + 1, nrPages: 1 },
-  { kind: 'host_share_ffa', pfn: P + 4, nrPages: 1 },
-  { kind: 'host_donate_hyp', pfn: P + 4, nrPages: 1 },
-  { kind: 'init_vm', vm: 0, protected: false },
-  { kind: 'host_share_guest', pfn: P + 3, gfn: 1, nrPages: 1, vm: 0, prot: 'rw' },
-  { kind: 'teardown_vm', vm: 0 },
+  ...bugTrigger(P),
+  // A protected guest's page given back by teardown (poisoned first: confidentiality).
   { kind: 'init_vm', vm: 1, protected: true },
   { kind: 'host_donate_guest', pfn: P + 5, gfn: 3, vm: 1 },
   { kind: 'teardown_vm', vm: 1 },

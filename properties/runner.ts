@@ -25,6 +25,21 @@ export interface StepRecord {
   readonly modelRet: number;
   readonly systemRet: number | 'panic';
   readonly violations: readonly Violation[];
+  /** The WARN/BUG site (HypervisorPanic.site) when the step panicked. */
+  readonly panicSite?: string;
+}
+
+/**
+ * Test-only fault injection (properties/sweep.ts, impl/fault-injection.ts). `firedDuring` says
+ * whether the injected fault fired during the step just run; if it did and the step returned an
+ * errno other than the model's, that errno is taken as the step's result and the model state is
+ * left as it was (an error must change nothing; the sweep compares the concrete state itself,
+ * so `error_changes_nothing` is not run on that step).
+ */
+export interface FaultObserver {
+  before?(index: number, system: System): void;
+  firedDuring(index: number): boolean;
+  after?(record: StepRecord, system: System): void;
 }
 
 export interface RunResult {
@@ -64,6 +79,8 @@ export interface RunOptions {
    * model allows before or after it; one to a page the host owns before and after must not fault.
    */
   readonly schedule?: readonly ScheduledHardware[];
+  /** Fault injection observer (the fail-the-k-th sweep); absent in every other run. */
+  readonly faults?: FaultObserver;
 }
 
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
@@ -229,6 +246,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   const labels = checks.has('confidentiality') ? new DataLabels(system.memory) : undefined;
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
+    options.faults?.before?.(index, system);
     if (isHardwareOperation(step)) {
       const violations: Violation[] = [];
       const pre = model;
@@ -240,8 +258,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
         outcome = executeHardware(system, step, identity);
       } catch (e) {
         if (!(e instanceof HypervisorPanic)) throw e;
-        const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: checks.has('no_host_triggered_panic') ? panicViolations(e, step, options) : [] };
+        const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: checks.has('no_host_triggered_panic') ? panicViolations(e, step, options) : [], panicSite: e.site };
         steps.push(record);
+        options.faults?.after?.(record, system);
         if (record.violations.length > 0) failure ??= record;
         break;
       } finally {
@@ -260,6 +279,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       }
       const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations };
       steps.push(record);
+      options.faults?.after?.(record, system);
       if (violations.length > 0 && failure === undefined) {
         failure = record;
         if (options.continueAfterViolation !== true) break;
@@ -267,7 +287,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       continue;
     }
     const op = step;
-    const expected = apply(model, op);
+    let expected = apply(model, op);
     const interleaving = options.schedule !== undefined && system.iommu !== undefined ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
     // The fingerprint costs a walk of every table: take it only when the model expects an error
     // (if the system then succeeds instead, the return-value check reports it).
@@ -275,16 +295,21 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const before = wantsFingerprint ? concreteFingerprint(system, viewTables(system)) : '';
     const violations: Violation[] = [];
     let systemRet: number | 'panic';
+    let panicSite: string | undefined;
     labels?.beginStep(model);
     try {
       systemRet = executeOnSystem(system, op, (point) => system.stepHardware(point));
     } catch (e) {
       if (!(e instanceof HypervisorPanic)) throw e;
       systemRet = 'panic';
+      panicSite = e.site;
       if (checks.has('no_host_triggered_panic')) violations.push(...panicViolations(e, op, options));
     }
     interleaving?.restore();
     const pre = model;
+    // An injected fault made the step fail: its errno stands, and the abstract state must not move.
+    const injected = options.faults?.firedDuring(index) === true && systemRet !== 'panic' && systemRet !== expected.ret;
+    if (injected) expected = { state: pre, ret: systemRet as number };
     model = expected.state;
     model = applyInternalCalls(system, model, violations);
     if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
@@ -296,7 +321,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config, view.guests))) violations.push({ check: 'refinement_state', message: d });
       }
-      if (wantsFingerprint && concreteFingerprint(system, view) !== before) {
+      if (wantsFingerprint && !injected && concreteFingerprint(system, view) !== before) {
         violations.push({ check: 'error_changes_nothing', message: `${errnoName(expected.ret)} expected and the system state changed` });
       }
       if (checks.has('host_cpu_isolation')) violations.push(...checkHostCpuIsolation(system, model));
@@ -308,8 +333,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
-    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations };
+    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }) };
     steps.push(record);
+    options.faults?.after?.(record, system);
     if (violations.length > 0 && failure === undefined) {
       failure = record;
       if (options.continueAfterViolation !== true) break;

@@ -8,11 +8,14 @@
  * Pages are zeroed when handed out, as `hyp_alloc_pages` / the memcache admission do.
  */
 import { type PhysicalMemory } from '../arch/physical-memory.js';
+import { type FaultHook } from '../fault-injection.js';
 import { type TablePageAllocator } from '../pgtable/page-allocator.js';
 import { PAGE_SIZE } from './vmemmap.js';
 
 export class HypMemcache {
   private readonly pages: number[] = [];
+  /** Test-only fault injection (impl/fault-injection.ts): 'memcache' pops, 'vm_pool_topup'. */
+  faults: FaultHook | null = null;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -28,6 +31,7 @@ export class HypMemcache {
   }
 
   pop(): number | undefined {
+    if (this.faults !== null && this.faults.fail('memcache')) return undefined;
     const page = this.pages.pop();
     if (page !== undefined) this.memory.zero(page, PAGE_SIZE);
     return page;
@@ -52,6 +56,8 @@ export class VmPagePool implements TablePageAllocator {
     if (bytes !== PAGE_SIZE) return undefined;
     let page = this.freeList.pop();
     if (page === undefined) {
+      const faults = this.memcache.faults;
+      if (faults !== null && faults.fail('vm_pool_topup')) return undefined;
       page = this.memcache.pop();
       if (page === undefined) return undefined;
       this.owned.push(page);
@@ -64,6 +70,11 @@ export class VmPagePool implements TablePageAllocator {
   free(pa: number, bytes: number): void {
     if (bytes !== PAGE_SIZE) throw new Error('VM pool frees single pages only');
     this.freeList.push(pa);
+  }
+
+  /** Pages on the free list (freed tables kept for reuse), for leak checks. */
+  get freePages(): number {
+    return this.freeList.length;
   }
 
   /** Gives every page this VM ever took back to the memcache. */

@@ -4,6 +4,7 @@
  * aligned blocks of physical memory and gives them back when a table is freed.
  */
 import { ACCESS_OK, type PhysicalMemory } from '../arch/physical-memory.js';
+import { type FaultHook, type FaultPoint } from '../fault-injection.js';
 
 export interface TablePageAllocator {
   /**
@@ -25,6 +26,10 @@ export class PagePool implements TablePageAllocator {
   private readonly freeLists: Set<number>[] = [];
   private readonly live = new Map<number, number>();
   private usedBytes = 0;
+  /** Test-only fault injection (impl/fault-injection.ts); null in every normal run. */
+  faults: FaultHook | null = null;
+  /** Which injection point this pool's allocations count as (set by attachFaultPlan). */
+  faultPoint: FaultPoint = 'hyp_pool';
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -55,6 +60,7 @@ export class PagePool implements TablePageAllocator {
   }
 
   alloc(bytes: number): number | undefined {
+    if (this.faults !== null && this.faults.fail(this.faultPoint)) return undefined;
     const order = this.orderOf(bytes);
     let from = order;
     while (from < this.freeLists.length && (this.freeLists[from] as Set<number>).size === 0) from++;

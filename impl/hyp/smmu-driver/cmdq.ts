@@ -16,6 +16,7 @@ import { type PhysicalMemory } from '../../arch/physical-memory.js';
 import { CMD_BYTES, CS_SEV, type Command, encodeCommand } from '../../arch/smmu/commands.js';
 import { REG } from '../../arch/smmu/registers.js';
 import { type U64 } from '../../arch/u64.js';
+import { type FaultHook } from '../../fault-injection.js';
 import { type YieldPoint } from '../hypervisor.js';
 import { qIdx, queueEmptyLlq, queueFullLlq, queueIncProdN, queueSpace } from './llq.js';
 
@@ -27,6 +28,8 @@ export class HypCmdq {
   /** Commands written, and syncs waited for (cost metrics). */
   commandsIssued = 0;
   syncsIssued = 0;
+  /** Test-only fault injection (impl/fault-injection.ts): a CMD_SYNC whose wait times out. */
+  faults: FaultHook | null = null;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -104,6 +107,8 @@ export class HypCmdq {
     const r = yield* this.add(HYP_CMD_SYNC);
     if (r !== 0) return r;
     this.syncsIssued++;
+    // Injected: the SYNC is queued and published, but its completion is never seen in time.
+    if (this.faults !== null && this.faults.fail('cmd_sync')) return -ETIMEDOUT;
     return yield* this.waitEmpty();
   }
 
