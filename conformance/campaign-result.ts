@@ -69,8 +69,11 @@ export const CounterexampleCodec = t.intersection([
     operations: t.array(t.UnknownRecord),
     file: t.union([t.string, t.null]),
   }),
-  /** The hardware schedule of an interleaving campaign's counterexample. */
-  t.partial({ schedule: t.array(t.UnknownRecord) }),
+  /**
+   * The hardware schedule of an interleaving campaign's counterexample; the kind of the step where
+   * the check first fired in the original run (one counterexample per check × step kind).
+   */
+  t.partial({ schedule: t.array(t.UnknownRecord), stepKind: t.string }),
 ]);
 
 const CampaignResultFields = t.type({
@@ -182,11 +185,13 @@ export function mergeResults(results: readonly CampaignResult[]): MergedCampaign
       }
       counterexamples.push(...r.counterexamples);
     }
+    // One per check × first failing step kind, the earliest run's — what one unsharded campaign
+    // keeps (its runs come in order), so shards merge to exactly its counterexamples.
     const seen = new Set<string>();
     const uniqueCounterexamples = counterexamples
       .sort((a, b) => a.run - b.run || (a.check < b.check ? -1 : 1))
       .filter((c) => {
-        const k = `${c.check}:${JSON.stringify(c.operations)}`;
+        const k = c.stepKind === undefined ? `${c.check}:${JSON.stringify(c.operations)}` : `${c.check}\u0000${c.stepKind}`;
         if (seen.has(k)) return false;
         seen.add(k);
         return true;

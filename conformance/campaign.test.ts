@@ -71,8 +71,22 @@ describe('campaigns', () => {
     const w = essence(whole);
     // Detection counts per shard differ by construction; the run that found it first does not.
     const firstRuns = (r: ReturnType<typeof essence>) => Object.fromEntries(Object.entries(r.checks).map(([k, v]) => [k, [v.runs, v.first?.run ?? null, v.first?.seed ?? null]]));
-    expect({ ...m, checks: firstRuns(m), counterexamples: m.counterexamples.length > 0 }).toEqual({ ...w, checks: firstRuns(w), counterexamples: w.counterexamples.length > 0 });
+    // Every distinct failure (check × first failing step kind) is shrunk: the shards merge to exactly the unsplit campaign's.
+    const cxs = (r: CampaignResult) => r.counterexamples.map((c) => [c.check, c.stepKind, c.run, JSON.stringify(c.operations)]);
+    expect(cxs(merged[0]!.result)).toEqual(cxs(whole));
+    expect(whole.counterexamples.length).toBeGreaterThan(0);
+    expect({ ...m, checks: firstRuns(m), counterexamples: null }).toEqual({ ...w, checks: firstRuns(w), counterexamples: null });
     expect(mergeResults([parts[1]!, parts[2]!])[0]?.missingShards).toEqual(['3/3']);
+  });
+
+  it('shrink every distinct failure: one counterexample per check × first failing step kind', async () => {
+    const m = namedMachine('small-smmu-no-ats')!;
+    const r = await runCampaign({ design: 'v6-posted', machineName: 'small-smmu-no-ats', machine: m, maxOps: 40, baseSeed: 101, shard: { index: 1, count: 1 }, runs: 21 });
+    const keys = r.counterexamples.map((c) => `${c.check}@${c.stepKind}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    // Seed 101 on the posted design: the v4 hook placement, and host panics from several kinds of step.
+    expect(keys).toEqual(expect.arrayContaining(['dma_isolation@host_donate_guest', 'no_host_triggered_panic@host_write_cmd', 'no_host_triggered_panic@host_mmio_write']));
+    for (const c of r.counterexamples) expect(c.operations.length, `${c.check}@${c.stepKind}`).toBeLessThanOrEqual(3);
   });
 
   it('shrink a counterexample per check to a 1-minimal sequence fast-check can reproduce', async () => {

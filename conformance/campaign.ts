@@ -242,6 +242,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const checks: CampaignResult['checks'] = {};
   for (const c of checkNames()) checks[c] = { runs: 0, first: null };
   const counterexamples: Counterexample[] = [];
+  const shrunkKeys = new Set<string>();
   let runs = 0, operations = 0, failedRuns = 0, panics = 0, knownPanics = 0, shrinkMs = 0;
   let stoppedBy: CampaignResult['stoppedBy'] = 'runs';
   let lastYield = start;
@@ -284,8 +285,12 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     for (const [check, step] of firedHere) {
       const c = (checks[check] ??= { runs: 0, first: null });
       c.runs++;
-      if (c.first !== null) continue;
-      c.first = { run, seed, step, runsToDetection: runs, opsToDetection: opsBefore + step + 1 };
+      c.first ??= { run, seed, step, runsToDetection: runs, opsToDetection: opsBefore + step + 1 };
+      // Every distinct failure is shrunk and kept: one per check × the kind of the step it fired at.
+      const stepKind = (result.steps.find((st) => st.index === step)?.op.kind ?? 'boot') as string;
+      const key = `${check}\u0000${stepKind}`;
+      if (shrunkKeys.has(key)) continue;
+      shrunkKeys.add(key);
       if (!wantsShrink(check)) continue;
       const t0 = clock();
       const shrunk = shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions);
@@ -295,7 +300,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
       const found: FoundCounterexample = { check, run, seed, path: shrunk.path, originalLength: shrunk.originalLength, operations: shrunk.operations, ...(minimalSchedule === undefined || minimalSchedule.length === 0 ? {} : { schedule: minimalSchedule }) };
       const file = hooks.onCounterexample?.(found) ?? null;
       const { schedule: foundSchedule, ...rest } = found;
-      counterexamples.push({ ...rest, operations: shrunk.operations as unknown as Record<string, unknown>[], ...(foundSchedule === undefined ? {} : { schedule: [...foundSchedule] as unknown as Record<string, unknown>[] }), file });
+      counterexamples.push({ ...rest, stepKind, operations: shrunk.operations as unknown as Record<string, unknown>[], ...(foundSchedule === undefined ? {} : { schedule: [...foundSchedule] as unknown as Record<string, unknown>[] }), file });
     }
     const now = clock();
     if (now - lastProgress >= progressEvery) {
