@@ -11,7 +11,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdictOf } from '../conformance/corpus-format.js';
 import { corpusProblems, entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
-import { retName } from '../conformance/names.js';
+import { describeStep, retName } from '../conformance/names.js';
 import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
 import { readJsonInput } from '../conformance/input-file.js';
 import { decodeMachine, decodeOperations, decodeSchedule, shortJson } from '../properties/codecs.js';
@@ -115,7 +115,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
   // codes when it records them): a "violates" file that no longer fails is the failure.
   const verdict = corpus === undefined ? { problems: [] as string[] } : { problems: corpusProblems(corpus, fired, result) };
   if (args.flags.has('json')) {
-    console.log(JSON.stringify({ results: result.steps.map((s) => ({ op: s.op, modelRet: s.modelRet, systemRet: s.systemRet })), violations }));
+    console.log(JSON.stringify({ results: result.steps.map((s) => ({ op: s.op, described: describeStep(s.op as unknown as { kind: string } & Record<string, unknown>), modelRet: s.modelRet, systemRet: s.systemRet })), violations }));
   } else {
     if (corpus !== undefined) {
       console.log(`corpus file: design ${corpus.design}${corpus.bug === undefined ? '' : `, test-only injected bug ${corpus.bug}`}; expected verdict: ${verdictText(corpus)} — ${corpus.provenance.description}`);
@@ -126,8 +126,10 @@ export function main(argv: string[], options: RunOptions = {}): number {
     for (const step of trace.steps) {
       const s = step.record;
       const verdict = s.violations.length === 0 ? 'ok' : 'VIOLATION';
-      const { kind, ...rest } = s.op;
-      console.log(`${String(s.index).padStart(4)}  ${kind.padEnd(30)} ${JSON.stringify(rest).padEnd(60)} model ${retName(kind, s.modelRet).padEnd(10)} system ${retName(kind, s.systemRet).padEnd(10)} ${verdict}`);
+      const kind = s.op.kind;
+      // Decoded arguments (register names, commands by opcode and fields, hex addresses); --json keeps the raw operation.
+      const shown = describeStep(s.op as unknown as { kind: string } & Record<string, unknown>);
+      console.log(`${String(s.index).padStart(4)}  ${kind.padEnd(28)} ${shown.padEnd(60)} model ${retName(kind, s.modelRet).padEnd(10)} system ${retName(kind, s.systemRet).padEnd(10)} ${verdict}`);
       if (!args.flags.has('brief')) for (const line of formatPageLines(step)) console.log(line);
       for (const v of s.violations) console.log(`        [${v.check}] ${v.message}`);
     }

@@ -2,6 +2,9 @@
  * Names shared by traces, campaign results and reports, so the same return value reads the same
  * everywhere (and report tables can be merged across shards by name).
  */
+import { decodeCommand } from '../impl/arch/smmu/commands.js';
+import { registerAt } from '../impl/arch/smmu/registers.js';
+import { u64 } from '../impl/arch/u64.js';
 import { errnoName } from '../model/index.js';
 import { ALL_CHECKS } from '../properties/runner.js';
 
@@ -23,4 +26,43 @@ export function compareRetNames(a: string, b: string): number {
 /** The checks the runner knows, in its order. Formats name checks by string so new ones just work. */
 export function checkNames(): string[] {
   return [...ALL_CHECKS];
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * One step's arguments as a reviewer reads them: register names instead of frame offsets, commands
+ * decoded by opcode and fields, addresses and page numbers in hex (issue 17 item 2). Traces show
+ * this next to the JSON; the JSON stays the replayable form.
+ */
+export function describeStep(op: { readonly kind: string } & Readonly<Record<string, unknown>>): string {
+  const num = (k: string): number | undefined => (typeof op[k] === 'number' ? (op[k] as number) : undefined);
+  const parts: string[] = [];
+  switch (op.kind) {
+    case 'host_mmio_write':
+    case 'host_mmio_read': {
+      const offset = num('offset') ?? 0;
+      const reg = registerAt(offset);
+      const name = reg === undefined ? `offset ${hex(offset)} (no register)` : `${reg.name}${reg.byteOffset === 4 ? '[63:32]' : ''}`;
+      const size = (num('size') ?? 4) * 8;
+      if (op.kind === 'host_mmio_read') return `${size}-bit read of ${name}`;
+      const value = size === 64 ? (num('valueHi') ?? 0) * 2 ** 32 + (num('value') ?? 0) : (num('value') ?? 0);
+      return `${size}-bit write ${name} ← ${hex(value)}`;
+    }
+    case 'host_write_cmd': {
+      const w = (op.words as readonly number[] | undefined) ?? [0, 0, 0, 0];
+      const cmd = decodeCommand([u64(w[0] ?? 0, w[1] ?? 0), u64(w[2] ?? 0, w[3] ?? 0)]);
+      const fields = Object.entries(cmd)
+        .filter(([k]) => k !== 'kind')
+        .map(([k, v]) => `${k}=${typeof v === 'number' ? (v > 9 ? hex(v) : String(v)) : typeof v === 'object' && v !== null && 'lo' in v ? hex((v as { hi: number }).hi * 2 ** 32 + (v as { lo: number }).lo) : String(v)}`);
+      const count = num('count');
+      return `${cmd.kind}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}${count !== undefined && count > 1 ? ` ×${count}` : ''}`;
+    }
+    default:
+      for (const [k, v] of Object.entries(op)) {
+        if (k === 'kind' || k === 'smmu') continue;
+        parts.push(`${k} ${typeof v === 'number' && (k === 'pfn' || k === 'addr' || k === 'pa' || k === 'gfn') ? hex(v) : Array.isArray(v) ? `[${v.map((x) => (typeof x === 'number' ? hex(x) : String(x))).join(', ')}]` : String(v)}`);
+      }
+      return parts.join(', ');
+  }
 }
