@@ -131,6 +131,14 @@ describe('replay CLI', () => {
     expect(err.at(-1)).toMatch(/bad-corpus\.json: expect\.violates: expected a check name/);
   });
 
+  it('shows the scheduled hardware actions that ran at each yield point (a race counterexample)', () => {
+    const race = listCorpusFiles().find((f) => f.includes('atc-inv-before-tlbi-sync'))!;
+    expect(main([race, '--brief'])).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/host_donate_hyp +pfn 0x40003, nrPages 1 .*VIOLATION\n( {8}⟂ at [a-z_]+: .*\n)+ {8}\[dma_isolation\] device sid 2 ATC entry/);
+    expect(text).toMatch(/⟂ at cmdq_prod_written: ats_translate sid 2, addr 0x40003000 → ATS success/);
+  });
+
   it('exits 1 with "expected verdict not reached" when a corpus file no longer shows its verdict or its recorded return codes', () => {
     // The forged Translated DMA of v6-atc-inv, replayed on v6-hide-ats (which removes it): no violation.
     const forged = listCorpusFiles().find((f) => f.endsWith('forged-translated-dma.json'))!;

@@ -27,6 +27,8 @@ export interface StepRecord {
   readonly violations: readonly Violation[];
   /** The WARN/BUG site (HypervisorPanic.site) when the step panicked. */
   readonly panicSite?: string;
+  /** The scheduled hardware actions that ran at the step's yield points (RunOptions.schedule), in order. */
+  readonly interleaved?: readonly { readonly at: string; readonly hw: ScheduledHardware; readonly detail: string }[];
 }
 
 /**
@@ -218,6 +220,12 @@ function checkInterleaved(ran: readonly InterleavedAction[], pre: ModelState, po
   return out;
 }
 
+/** What a step's schedule ran, for traces (absent when nothing ran). */
+function interleavedOf(interleaving: { readonly ran: readonly InterleavedAction[] } | undefined): Pick<StepRecord, 'interleaved'> {
+  if (interleaving === undefined || interleaving.ran.length === 0) return {};
+  return { interleaved: interleaving.ran.map((a) => ({ at: a.at, hw: a.hw, detail: a.outcome.detail })) };
+}
+
 /** The SMMU's writes of a step, checked against the model before and after it (drained even when not checked). */
 function smmuWriteViolations(system: System, pre: ModelState, post: ModelState, checks: ReadonlySet<CheckName>): Violation[] {
   if (system.iommu === undefined) return [];
@@ -277,7 +285,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
-      const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations };
+      const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving) };
       steps.push(record);
       options.faults?.after?.(record, system);
       if (violations.length > 0 && failure === undefined) {
@@ -333,7 +341,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
-    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }) };
+    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving) };
     steps.push(record);
     options.faults?.after?.(record, system);
     if (violations.length > 0 && failure === undefined) {
