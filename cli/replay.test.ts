@@ -131,11 +131,17 @@ describe('replay CLI', () => {
     expect(err.at(-1)).toMatch(/bad-corpus\.json: expect\.violates: expected a check name/);
   });
 
+  it('shows the commands the hypervisor issued in each step', () => {
+    const forged = listCorpusFiles().find((f) => f.endsWith('forged-translated-dma.json'))!;
+    expect(main([forged, '--brief'])).toBe(0);
+    expect(out.join('\n')).toMatch(/host_donate_hyp +pfn 0x40020, nrPages 1 .*ok\n {8}▸ hypervisor commands: TLBI_S2_IPA .*vmid=0 leaf=true .*address=0x40020000; CMD_SYNC .*; TLBI_NH_ALL vmid=0; CMD_SYNC .*; ATC_INV .*sid=2 size=0x34/);
+  });
+
   it('shows the scheduled hardware actions that ran at each yield point (a race counterexample)', () => {
     const race = listCorpusFiles().find((f) => f.includes('atc-inv-before-tlbi-sync'))!;
     expect(main([race, '--brief'])).toBe(0);
     const text = out.join('\n');
-    expect(text).toMatch(/host_donate_hyp +pfn 0x40003, nrPages 1 .*VIOLATION\n( {8}⟂ at [a-z_]+: .*\n)+ {8}\[dma_isolation\] device sid 2 ATC entry/);
+    expect(text).toMatch(/host_donate_hyp +pfn 0x40003, nrPages 1 .*VIOLATION\n( {8}▸ hypervisor commands: .*\n)?( {8}⟂ at [a-z_]+: .*\n)+ {8}\[dma_isolation\] device sid 2 ATC entry/);
     expect(text).toMatch(/⟂ at cmdq_prod_written: ats_translate sid 2, addr 0x40003000 → ATS success/);
   });
 

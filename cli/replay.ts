@@ -107,7 +107,7 @@ export function main(argv: string[], options: RunOptions = {}): number {
   }
   const { operations, machine, corpus, schedule } = loaded.input;
   const runOptions = corpus !== undefined ? entryRunOptions(corpus, options) : schedule === undefined ? options : { ...options, schedule };
-  const trace = traceOperations(machine, operations, runOptions);
+  const trace = traceOperations(machine, operations, { ...runOptions, traceCommands: true });
   const result = trace.result;
   const violations = allRecords(result).flatMap((s) => s.violations.map((v) => ({ step: s.index, check: v.check, message: v.message })));
   const fired: string[] = [...new Set(violations.map((v) => v.check))];
@@ -130,6 +130,8 @@ export function main(argv: string[], options: RunOptions = {}): number {
       // Decoded arguments (register names, commands by opcode and fields, hex addresses); --json keeps the raw operation.
       const shown = describeStep(s.op as unknown as { kind: string } & Record<string, unknown>);
       console.log(`${String(s.index).padStart(4)}  ${kind.padEnd(28)} ${shown.padEnd(60)} model ${retName(kind, s.modelRet).padEnd(10)} system ${retName(kind, s.systemRet).padEnd(10)} ${verdict}`);
+      // The commands the hypervisor wrote into its SMMU queue during the step.
+      if ((s.commands?.length ?? 0) > 0) console.log(`        ▸ hypervisor commands: ${(s.commands ?? []).join('; ')}`);
       // The schedule's hardware actions at this step's yield points (a race's counterexample).
       for (const a of s.interleaved ?? []) console.log(`        ⟂ at ${a.at}: ${a.hw.kind} ${describeStep(a.hw as unknown as { kind: string } & Record<string, unknown>)} → ${a.detail}`);
       if (!args.flags.has('brief')) for (const line of formatPageLines(step)) console.log(line);

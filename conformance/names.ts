@@ -2,7 +2,7 @@
  * Names shared by traces, campaign results and reports, so the same return value reads the same
  * everywhere (and report tables can be merged across shards by name).
  */
-import { decodeCommand } from '../impl/arch/smmu/commands.js';
+import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
 import { registerAt } from '../impl/arch/smmu/registers.js';
 import { u64 } from '../impl/arch/u64.js';
 import { errnoName } from '../model/index.js';
@@ -52,11 +52,8 @@ export function describeStep(op: { readonly kind: string } & Readonly<Record<str
     case 'host_write_cmd': {
       const w = (op.words as readonly number[] | undefined) ?? [0, 0, 0, 0];
       const cmd = decodeCommand([u64(w[0] ?? 0, w[1] ?? 0), u64(w[2] ?? 0, w[3] ?? 0)]);
-      const fields = Object.entries(cmd)
-        .filter(([k]) => k !== 'kind')
-        .map(([k, v]) => `${k}=${typeof v === 'number' ? (v > 9 ? hex(v) : String(v)) : typeof v === 'object' && v !== null && 'lo' in v ? hex((v as { hi: number }).hi * 2 ** 32 + (v as { lo: number }).lo) : String(v)}`);
       const count = num('count');
-      return `${cmd.kind}${fields.length > 0 ? ` ${fields.join(' ')}` : ''}${count !== undefined && count > 1 ? ` ×${count}` : ''}`;
+      return `${describeCommand(cmd)}${count !== undefined && count > 1 ? ` ×${count}` : ''}`;
     }
     default:
       for (const [k, v] of Object.entries(op)) {

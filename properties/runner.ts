@@ -10,6 +10,8 @@ import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
+import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
+import { u64 } from '../impl/arch/u64.js';
 import { DataLabels } from './confidentiality.js';
 import { executeOnSystem } from './execute.js';
 import { SteUpdateMonitor } from './protocol/ste-update.js';
@@ -27,6 +29,8 @@ export interface StepRecord {
   readonly violations: readonly Violation[];
   /** The WARN/BUG site (HypervisorPanic.site) when the step panicked. */
   readonly panicSite?: string;
+  /** The commands the hypervisor wrote into its SMMU queue during the step (RunOptions.traceCommands), decoded. */
+  readonly commands?: readonly string[];
   /** The scheduled hardware actions that ran at the step's yield points (RunOptions.schedule), in order. */
   readonly interleaved?: readonly { readonly at: string; readonly hw: ScheduledHardware; readonly detail: string }[];
 }
@@ -83,6 +87,8 @@ export interface RunOptions {
   readonly schedule?: readonly ScheduledHardware[];
   /** Fault injection observer (the fail-the-k-th sweep); absent in every other run. */
   readonly faults?: FaultObserver;
+  /** Record the commands the hypervisor issues in each step (StepRecord.commands): traces only. */
+  readonly traceCommands?: boolean;
 }
 
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
@@ -252,6 +258,14 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   const steUpdates = system.iommu !== undefined && checks.has('smmu_config_coherent') ? new SteUpdateMonitor(system.memory, system.iommu.driver) : undefined;
   const hotPfns = machine.memory.flatMap((r) => [r.base / 4096, r.base / 4096 + 1, (r.base + r.size) / 4096 - 1]);
   const labels = checks.has('confidentiality') ? new DataLabels(system.memory) : undefined;
+  let issued: string[] = [];
+  const cmdq = options.traceCommands === true ? system.iommu?.driver.cmdq : undefined;
+  if (cmdq !== undefined) cmdq.observer = (words) => issued.push(describeCommand(decodeCommand([words[0] ?? u64(0, 0), words[1] ?? u64(0, 0)])));
+  const commandsOf = (): Pick<StepRecord, 'commands'> => {
+    const out = issued;
+    issued = [];
+    return out.length === 0 ? {} : { commands: out };
+  };
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
     options.faults?.before?.(index, system);
@@ -285,7 +299,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
-      const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving) };
+      const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving), ...commandsOf() };
       steps.push(record);
       options.faults?.after?.(record, system);
       if (violations.length > 0 && failure === undefined) {
@@ -341,7 +355,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
-    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving) };
+    const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving), ...commandsOf() };
     steps.push(record);
     options.faults?.after?.(record, system);
     if (violations.length > 0 && failure === undefined) {
@@ -352,6 +366,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   }
   labels?.detach();
   steUpdates?.detach();
+  if (cmdq !== undefined) cmdq.observer = null;
   return { steps, failure, model, system };
 }
 

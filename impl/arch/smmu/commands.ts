@@ -415,3 +415,15 @@ export function tlbiRangeBytes(r: Pick<TlbiRange, 'num' | 'scale' | 'tg'>): numb
   if (granuleShift === undefined || granuleShift === 0) return undefined;
   return (r.num + 1) * 2 ** (r.scale + granuleShift);
 }
+
+/** A decoded command as one line for traces: its kind, then each field (numbers above 9 and addresses in hex). */
+export function describeCommand(cmd: DecodedCommand): string {
+  const fields = Object.entries(cmd)
+    .filter(([k]) => k !== 'kind')
+    .map(([k, v]) => {
+      if (typeof v === 'number') return `${k}=${v > 9 ? `0x${v.toString(16)}` : String(v)}`;
+      if (typeof v === 'object' && v !== null && 'lo' in v && 'hi' in v) return `${k}=0x${((v as U64).hi * 2 ** 32 + (v as U64).lo).toString(16)}`;
+      return `${k}=${String(v)}`;
+    });
+  return fields.length === 0 ? cmd.kind : `${cmd.kind} ${fields.join(' ')}`;
+}

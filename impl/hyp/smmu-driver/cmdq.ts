@@ -30,6 +30,8 @@ export class HypCmdq {
   syncsIssued = 0;
   /** Test-only fault injection (impl/fault-injection.ts): a CMD_SYNC whose wait times out. */
   faults: FaultHook | null = null;
+  /** Sees every command written into the queue (traces); null when nobody listens. */
+  observer: ((words: readonly U64[]) => void) | null = null;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -83,6 +85,7 @@ export class HypCmdq {
     this.memory.store64(at + 8, w1.lo, w1.hi);
     this.prod = queueIncProdN(this.prod, 1, this.log2size);
     this.commandsIssued++;
+    this.observer?.(words);
   }
 
   /** Publishes the software prod (`writel(llq.prod, prod_reg)`). */
