@@ -10,7 +10,7 @@ import { DESIGN_VARIANTS, type DesignVariant, declaredVerdicts } from '../impl/h
 import { type System } from '../impl/system.js';
 import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
 import { type CheckName } from './checks.js';
-import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from './known-findings.js';
+import { knownFindingTrigger, knownPanicSites, notAKnownFinding } from './known-findings.js';
 import { type MachineConfig, representativeHardware, verdictHardware } from './machine.js';
 import { ALL_CHECKS, type ScheduledHardware, type Step, runOperations } from './runner.js';
 
@@ -57,11 +57,6 @@ export interface Exploration {
   readonly millis: number;
 }
 
-function knownTrigger(name: string): readonly Step[] {
-  const f = KNOWN_FINDINGS.find((k) => k.name === name);
-  if (f === undefined) throw new Error(`no known finding ${name}`);
-  return f.trigger;
-}
 
 /**
  * Runs the workload under a variant with every check, continuing after violations so one pass
@@ -216,15 +211,15 @@ export const VERDICT_TRIGGERS: Readonly<Record<string, Partial<Record<CheckName,
   // The posted design's findings are known findings, whose steps the workload leaves out: their
   // triggers (properties/known-findings.ts) stand in for them.
   'v6-posted': {
-    dma_isolation: { ops: [...knownTrigger('v4-hook-placement-misses-guest-donation'), { kind: 'dma', sid: 1, addr: 0x4000_5000, access: 'read' }], schedule: [] },
-    no_host_triggered_panic: { ops: knownTrigger('host-register-access-panics'), schedule: [] },
-    smmu_config_coherent: { ops: knownTrigger('posted-ste-writer-not-hitless'), schedule: [] },
-    smmu_write_isolation: { ops: knownTrigger('irq-cfg-msi-write-to-protected'), schedule: [] },
+    dma_isolation: { ops: [...knownFindingTrigger('v4-hook-placement-misses-guest-donation'), { kind: 'dma', sid: 1, addr: 0x4000_5000, access: 'read' }], schedule: [] },
+    no_host_triggered_panic: { ops: knownFindingTrigger('host-register-access-panics'), schedule: [] },
+    smmu_config_coherent: { ops: knownFindingTrigger('posted-ste-writer-not-hitless'), schedule: [] },
+    smmu_write_isolation: { ops: knownFindingTrigger('irq-cfg-msi-write-to-protected'), schedule: [] },
   },
   // A forged Translated transaction to a page the hypervisor took: a known finding, whose step
   // the workload leaves out (conformance/corpus/findings/hidden-ats-leaves-atschk-clear.json).
-  'v6-atc-inv': { dma_isolation: { ops: knownTrigger('forged-translated-dma'), schedule: [] } },
-  'v6-hide-ats-host-atschk': { dma_isolation: { ops: knownTrigger('forged-translated-dma'), schedule: [] } },
+  'v6-atc-inv': { dma_isolation: { ops: knownFindingTrigger('forged-translated-dma'), schedule: [] } },
+  'v6-hide-ats-host-atschk': { dma_isolation: { ops: knownFindingTrigger('forged-translated-dma'), schedule: [] } },
   // The DMA caches the 2 MiB block; the donation splits it without break-before-make, and while
   // its TLBI is still queued a speculative walk caches the level-3 entry of P+2 from the new
   // table: the DMA to P+2 then hits both entries, a TLB conflict.

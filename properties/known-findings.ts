@@ -236,6 +236,13 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = [
   },
 ];
 
+/** A known finding's trigger by name (its corpus file's operations). */
+export function knownFindingTrigger(name: string): readonly Step[] {
+  const f = KNOWN_FINDINGS.find((k) => k.name === name);
+  if (f === undefined) throw new Error(`no known finding ${name}`);
+  return f.trigger;
+}
+
 /** False for the steps that reach a known finding (so a detection is not that finding's). */
 export function notAKnownFinding(o: Step): boolean {
   return !KNOWN_FINDINGS.some((f) => f.reachedBy(o));

@@ -18,6 +18,7 @@ import { type HypSmmuDriver } from '../../impl/hyp/smmu-driver/driver.js';
 import { type EntryAccess, type EntryUpdateKind } from '../../impl/hyp/smmu-driver/ste-writer.js';
 import { type IommuParts, type System } from '../../impl/system.js';
 import { type ScheduledHardware, type Step } from '../runner.js';
+import { knownFindingTrigger } from '../known-findings.js';
 import { type InjectedBug, replace } from './ownership-bugs.js';
 
 export interface ZooBug extends InjectedBug {
@@ -379,12 +380,8 @@ export const DMA_BUGS: readonly ZooBug[] = [
     machine: 'small-smmu-no-ats',
     inject: () => undefined,
     afterBoot: (sys) => withoutKnob(sys, 'rejectIrqCfg'),
-    trigger: [
-      { kind: 'init_vm', vm: 1, protected: true },
-      { kind: 'host_mmio_write', smmu: 0, offset: 0xb0, value: 0x4002_0000, size: 8, valueHi: 0 },
-      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
-      { kind: 'dma', sid: 1, addr: 0xc00_0000, access: 'read' },
-    ],
+    // The posted design's finding, which this bug brings back to the hardened driver.
+    trigger: knownFindingTrigger('irq-cfg-msi-write-to-protected'),
   },
   {
     name: 'sync-conversion-not-written-back',
@@ -393,11 +390,7 @@ export const DMA_BUGS: readonly ZooBug[] = [
     machine: 'small-smmu-no-ats',
     inject: () => undefined,
     afterBoot: (sys) => withoutKnob(sys, 'writeBackSyncConversion'),
-    trigger: [
-      { kind: 'init_vm', vm: 1, protected: true },
-      { kind: 'host_donate_guest', pfn: 0x40020, gfn: 3, vm: 1 },
-      { kind: 'host_write_cmd', smmu: 0, words: [0x1046, 0xdead, 0x4002_0000, 0] },
-    ],
+    trigger: knownFindingTrigger('cmd-sync-msi-write-to-protected'),
   },
   {
     name: 'event-queue-not-pinned',
