@@ -43,6 +43,8 @@ export {
   type FillPolicy,
   type PendingInvalidation,
   type RemovedCounts,
+  type S1TlbEntryInfo,
+  type S1WalkCacheEntryInfo,
   Smmu,
   type SmmuMode,
   type SmmuOptions,
