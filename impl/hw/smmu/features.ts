@@ -49,7 +49,7 @@ export interface SmmuFeatures {
   readonly sev: boolean;
   /** IDR0.MSI. */
   readonly msi: boolean;
-  /** IDR0.S1P. Stage-1 STEs decode, but stage-1 translation is not modelled (reported as unsupported). */
+  /** IDR0.S1P. Stage-1 and nested STEs translate (CD 0 only; nested.ts). */
   readonly s1p: boolean;
   /** IDR0.S2P. */
   readonly s2p: boolean;

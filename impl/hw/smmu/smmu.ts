@@ -31,7 +31,7 @@
  *   set is never cached, which is how software avoids the conflict.
  */
 import { P, match } from 'ts-pattern';
-import { GRANULES, type GranuleKind } from '../../arch/granule.js';
+import { GRANULES, type GranuleKind, LAST_LEVEL } from '../../arch/granule.js';
 import { ACCESS_OK, type MmioHandler, type PhysicalMemory, type AccessStatus, type Word64 } from '../../arch/physical-memory.js';
 import {
   type Command,
@@ -44,9 +44,10 @@ import {
   checkCommand,
   CMD_BYTES,
 } from '../../arch/smmu/commands.js';
-import { EVENT_CLASS_IN, type EventRecord } from '../../arch/smmu/events.js';
+import { CD_BYTES, type CdCheckFeatures, S1FMT_LINEAR, cdSplit, checkCd, decodeCd, decodeL1Cd } from '../../arch/smmu/cd.js';
+import { EVENT_CLASS_CD, EVENT_CLASS_IN, EVENT_CLASS_TT, type EventOf, type EventRecord } from '../../arch/smmu/events.js';
 import { CERROR_ABT, CERROR_ATC_INV_SYNC, CERROR_ILL, GERROR_BIT, REG, type RegName, SMMU_FRAME_SIZE } from '../../arch/smmu/registers.js';
-import { type Ste, type SteCheckFeatures, type SteKind, l1stdL2Entries, l1stdSpanValid } from '../../arch/smmu/ste.js';
+import { S1DSS_BYPASS, S1DSS_SSID0, type Ste, type SteCheckFeatures, type SteKind, l1stdL2Entries, l1stdSpanValid } from '../../arch/smmu/ste.js';
 import { type U64, u64, u64ToHex } from '../../arch/u64.js';
 import { type AtcInvalidation, type AtsEndpoint, type AtsResponse, atcInvalidationOf } from './ats.js';
 import { ConfigCache } from './config-cache.js';
@@ -68,6 +69,20 @@ import {
 } from './stream-table.js';
 import { PERM_R, PERM_W, PICK_LARGEST, PICK_OLDEST, TranslationCaches, type TlbEntry, type VmidSpace, type WalkEntry } from './tlb.js';
 import { SmmuWalker, WALK_ACCESS, WALK_ADDR_SIZE, WALK_EABT, WALK_OK, WALK_TRANSLATION, WalkOut } from './walk.js';
+import { DESC_AF, descOutputAddress } from '../../arch/s2-descriptor.js';
+import {
+  type CdCacheEntry,
+  type S1Context,
+  S1Caches,
+  type S1Space,
+  type S1TlbEntry,
+  type S1WalkEntry,
+  makeS1Context,
+  permissiveTlbiNhVa,
+  strictTlbiNhVa,
+  tlbiNhAsid,
+  tlbiS1Vmid,
+} from './nested.js';
 
 export type SmmuMode = 'strict' | 'permissive';
 export type DmaAccess = 'read' | 'write';
@@ -114,6 +129,14 @@ export const ABORT_REASONS = [
   'walk_eabt',
   'tlb_conflict',
   'transl_forbidden',
+  /** S1CDMax ≠ 0 and S1DSS = terminate: non-substream traffic is F_STREAM_DISABLED. */
+  'stream_disabled',
+  /** CD 0 is ILLEGAL (V = 0, ...): C_BAD_CD. */
+  'bad_cd',
+  /** The CD or L1CD read aborted: F_CD_FETCH. */
+  'cd_fetch',
+  /** L1CD.V = 0 for SSID 0: C_BAD_SUBSTREAMID. */
+  'bad_substreamid',
 ] as const;
 export type AbortReason = Exclude<(typeof ABORT_REASONS)[number], 'none'>;
 
@@ -135,6 +158,19 @@ const R_PERMISSION = 12;
 const R_WALK_EABT = 13;
 const R_TLB_CONFLICT = 14;
 const R_TRANSL_FORBIDDEN = 15;
+const R_STREAM_DISABLED = 16;
+const R_BAD_CD = 17;
+const R_CD_FETCH = 18;
+const R_BAD_SUBSTREAMID = 19;
+/** Stage-1 walk status: a stage-2 fault on a table access (details in s2Status / s2FaultIpa). */
+const WALK_S2_FAULT = 16;
+/** s2Resolve status: several stage-2 TLB entries matched with BBML0/1. */
+const S2_CONFLICT = 17;
+/** s2Resolve caller status: the stage-2 leaf lacks the needed permission. */
+const S2_PERMISSION = 18;
+/** Stage-1 descriptor bits (Armv8 VMSA): AP[2] (read-only) and nG. */
+const S1_AP2_RO = 1 << 7;
+const S1_NG = 1 << 11;
 
 const VIA_TLB = 0;
 const VIA_WALK = 1;
@@ -195,6 +231,39 @@ export interface WalkCacheEntryInfo {
   /** Level of the cached table descriptor; it points to a table at level + 1 covering [ipa, ipa + size). */
   readonly level: number;
   readonly ipa: number;
+  readonly size: number;
+  readonly table: number;
+  readonly sid: number;
+  readonly seq: number;
+}
+
+export interface S1TlbEntryInfo {
+  readonly vmid: number;
+  /** The CD's ASID; `global` entries (nG = 0) match every ASID of the VMID. */
+  readonly asid: number;
+  readonly global: boolean;
+  /** Stage-1 granule and level. */
+  readonly granule: GranuleKind;
+  readonly level: number;
+  /** First VA translated, the entry size (min of the two stages' blocks), its IPA and PA. */
+  readonly va: number;
+  readonly size: number;
+  readonly ipa: number;
+  readonly pa: number;
+  /** Combined permissions (both stages). */
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly nested: boolean;
+  readonly sid: number;
+  readonly seq: number;
+}
+
+export interface S1WalkCacheEntryInfo {
+  readonly vmid: number;
+  readonly asid: number;
+  readonly granule: GranuleKind;
+  readonly level: number;
+  readonly va: number;
   readonly size: number;
   readonly table: number;
   readonly sid: number;
@@ -348,6 +417,28 @@ export class Smmu implements MmioHandler {
   private cfgFromCache = false;
   private lastEvent: EventRecord | undefined = undefined;
   private lastRecorded = false;
+  // Stage 1 and nesting (nested.ts).
+  private readonly s1caches = new S1Caches();
+  private readonly cdFeatures: CdCheckFeatures;
+  private readonly w1 = new WalkOut();
+  private readonly w2 = new WalkOut();
+  private readonly s1Holder = { ipa: 0 };
+  /** While set (speculative fills, walkUncached): events are neither recorded nor logged. */
+  private silent = false;
+  /** While set (walkUncached): no cache is looked up or filled, the CD is read from memory. */
+  private uncached = false;
+  /** Outputs of s2Resolve. */
+  private s2Base = 0;
+  private s2Size = 0;
+  private s2Pa = 0;
+  private s2Perms = 0;
+  private s2Status = 0;
+  private s2FaultIpa = 0;
+  /** Outputs of walkS1: the stage-1 leaf's output (an IPA when nested), its block, permissions and nG. */
+  private s1Out = 0;
+  private s1Global = false;
+  private cdEntry: CdCacheEntry | null = null;
+  private cdFetchAddr = 0;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -368,6 +459,16 @@ export class Smmu implements MmioHandler {
       },
     });
     this.steFeatures = steCheckFeatures(this.features);
+    const g = this.features.granules;
+    this.cdFeatures = {
+      gran4k: g.includes('4K'),
+      gran16k: g.includes('16K'),
+      gran64k: g.includes('64K'),
+      asid16: true,
+      aarch64: true,
+      ttendian: this.steFeatures.ttendian,
+      stallModel: this.steFeatures.stallModel,
+    };
     this.cmdFeatures = commandFeatures(this.features);
     this.oasLimit = 2 ** this.features.oasBits;
     // AArch64-only tables: IAS = OAS (§1.8).
@@ -446,6 +547,7 @@ export class Smmu implements MmioHandler {
   // --- Events ----------------------------------------------------------------------------------
 
   private emit(ev: EventRecord, record: boolean): void {
+    if (this.silent) return;
     this.lastEvent = ev;
     this.lastRecorded = record;
     const delivery = record ? this.evtq.write(ev) : 'not_recorded';
@@ -613,7 +715,7 @@ export class Smmu implements MmioHandler {
         return this.abort(out, R_BAD_STE);
       case 's1':
       case 'nested':
-        return this.abort(out, R_STAGE1);
+        return this.translateS1(entry, sid, write, out);
       default: {
         const impossible: never = entry.kind;
         return impossible;
@@ -668,6 +770,374 @@ export class Smmu implements MmioHandler {
     return TR_OK;
   }
 
+  // --- Stage 1 and nesting (issue 13; nested.ts) ------------------------------------------------
+
+  /** A translation-family or walk-abort record with explicit stage, CLASS and IPA (SPEC 7.3.10–7.3.13, smmuv3-arch.md §5.1). */
+  private faultEvent(kind: 'F_TRANSLATION' | 'F_ADDR_SIZE' | 'F_ACCESS' | 'F_PERMISSION', sid: number, va: number, write: boolean, s2: boolean, eventClass: number, ipa: number, ttrnw: boolean): EventRecord {
+    const common = {
+      streamId: sid >>> 0,
+      ssv: false,
+      substreamId: 0,
+      stag: 0,
+      stall: false,
+      pnu: false,
+      ind: false,
+      rnw: !write,
+      s2,
+      eventClass,
+      nsipa: false,
+      inputAddr: inputU64(va),
+      // IPA is valid only for stage-2 faults; bits 11:0 are zero (SPEC 7.3.10).
+      ipa: s2 ? (ipa - (ipa % 4096)) % TWO_POW_52 : 0,
+    };
+    return kind === 'F_PERMISSION' ? { kind, ...common, ttrnw } : { kind, ...common };
+  }
+
+  /**
+   * Stage-2 translation of one IPA for a nested stream — a stage-1 table access, the CD or L1CD
+   * fetch, or the stage-1 output — through the stage-2 TLB and walk cache (filling them as the
+   * policy allows: stage-2 entries tagged by VMID, which TLBI_S2_IPA does remove). Sets
+   * s2Base/s2Size/s2Pa/s2Perms. Allocation-free except for fills.
+   */
+  private s2Resolve(ctx: S2Context, ipa: number, sid: number): number {
+    if (ipa >= ctx.ipaLimit || ipa >= this.iasLimit) return WALK_TRANSLATION;
+    const space = ctx.space ?? this.linkSpace(ctx);
+    const h = this.w2;
+    h.ipa = ipa;
+    const cached = !this.uncached;
+    if (cached) {
+      const hit = this.caches.lookupTlb(space, h, this.pick);
+      if (hit !== null) {
+        if (this.conflicts && this.caches.hitCount > 1) return S2_CONFLICT;
+        this.s2Base = hit.base;
+        this.s2Size = hit.size;
+        this.s2Pa = hit.pa;
+        this.s2Perms = hit.perms;
+        return WALK_OK;
+      }
+    }
+    const st = this.walker.walk(ctx, cached ? space : null, cached && !this.permissive, cached && !this.permissive && this.fills.walkCache, sid, h);
+    if (st !== WALK_OK) return st;
+    if (cached && this.fills.tlb && ((h.perms & PERM_R) !== 0 || !this.permissive)) this.fillTlb(space, h, sid);
+    this.s2Base = h.base;
+    this.s2Size = h.size;
+    this.s2Pa = h.pa;
+    this.s2Perms = h.perms;
+    return WALK_OK;
+  }
+
+  /** Reports a stage-2 fault met while translating `ipa` for input `va` (CLASS = CD, TT or IN). */
+  private s2StageFault(status: number, ctx: S2Context, sid: number, va: number, write: boolean, eventClass: number, ipa: number, out: TranslationResult): number {
+    // A table or CD access is a read: RnW = 1, TTRnW = 1 (qemu-smmuv3-peer.md §3(g); SPEC 7.3.13).
+    const w = eventClass === EVENT_CLASS_IN ? write : false;
+    switch (status) {
+      case WALK_TRANSLATION:
+        this.emit(this.faultEvent('F_TRANSLATION', sid, va, w, true, eventClass, ipa, false), ctx.record);
+        return this.abort(out, R_TRANSLATION);
+      case WALK_ADDR_SIZE:
+        this.emit(this.faultEvent('F_ADDR_SIZE', sid, va, w, true, eventClass, ipa, false), ctx.record);
+        return this.abort(out, R_ADDR_SIZE);
+      case WALK_ACCESS:
+        this.emit(this.faultEvent('F_ACCESS', sid, va, w, true, eventClass, ipa, false), ctx.record);
+        return this.abort(out, R_ACCESS);
+      case S2_PERMISSION:
+        this.emit(this.faultEvent('F_PERMISSION', sid, va, w, true, eventClass, ipa, eventClass !== EVENT_CLASS_IN), ctx.record);
+        return this.abort(out, R_PERMISSION);
+      case S2_CONFLICT:
+        return this.tlbConflict(sid, va, w, out, true);
+      default:
+        // F_WALK_EABT is always recorded (§2.3).
+        this.emit({ ...this.walkAbortEvent(sid, va, w), s2: true, eventClass, fetchAddr: fetchAddrField(this.w2.fetchAddr) }, true);
+        return this.abort(out, R_WALK_EABT);
+    }
+  }
+
+  /** The PA of a CD-table access at `addr` (an IPA when nested); −1 after reporting a stage-2 fault (CLASS = CD). */
+  private cdAccess(ctx2: S2Context | null, addr: number, sid: number, va: number, out: TranslationResult): number {
+    if (ctx2 === null) return addr;
+    const st = this.s2Resolve(ctx2, addr, sid);
+    if (st === WALK_OK && (this.s2Perms & PERM_R) !== 0) return this.s2Pa + (addr - this.s2Base);
+    this.s2StageFault(st === WALK_OK ? S2_PERMISSION : st, ctx2, sid, va, false, EVENT_CLASS_CD, addr, out);
+    return -1;
+  }
+
+  /**
+   * CD 0 of the stream: cached, else fetched through STE.S1ContextPtr (SPEC 5.2, 5.3): linear, or
+   * 2-level with the L1CD for SSID 0 at S1ContextPtr and CD 0 at its L2Ptr. For a nested STE
+   * both addresses are IPAs translated by stage 2 (SPEC 3.4.x "CD fetch is subject to stage 2").
+   * Strict caches whatever it fetched, ILLEGAL included (§6.1); permissive (QEMU) only a legal
+   * CD, and bakes TTB0's stage-2 translation into it (qemu-smmuv3-peer.md §3(g)). Returns null
+   * after reporting F_CD_FETCH / C_BAD_SUBSTREAMID / a CLASS = CD stage-2 fault on `out`.
+   */
+  private lookupCd(entry: SteCacheEntry, sid: number, va: number, out: TranslationResult): CdCacheEntry | null {
+    if (!this.uncached) {
+      const cached = this.config.cds.get(sid);
+      if (cached !== undefined) return cached;
+    }
+    const ste = entry.ste;
+    const ctx2 = entry.kind === 'nested' ? (entry.s2 as S2Context) : null;
+    let cdAddr = ste.s1ContextPtr;
+    const header = { streamId: sid >>> 0, ssv: false, substreamId: 0 };
+    if (ste.s1fmt !== S1FMT_LINEAR && ste.s1cdmax !== 0 && cdSplit(ste.s1fmt) !== 0) {
+      // SSID 0: L1CD index 0 (SSID >> SPLIT), leaf index 0.
+      const l1Pa = this.cdAccess(ctx2, cdAddr, sid, va, out);
+      if (l1Pa < 0) return null;
+      if (this.memory.load64(l1Pa, this.scratch) !== ACCESS_OK) {
+        this.emit({ kind: 'F_CD_FETCH', ...header, reason: 0, gpcf: false, fetchAddr: fetchAddrField(l1Pa) }, true);
+        this.abort(out, R_CD_FETCH);
+        return null;
+      }
+      const l1 = decodeL1Cd(this.scratch.lo, this.scratch.hi);
+      if (!l1.v) {
+        // [inferred] an invalid L1CD makes the SubstreamID unusable: C_BAD_SUBSTREAMID.
+        this.emit({ kind: 'C_BAD_SUBSTREAMID', streamId: sid >>> 0, substreamId: 0 }, true);
+        this.abort(out, R_BAD_SUBSTREAMID);
+        return null;
+      }
+      cdAddr = l1.l2ptr;
+    }
+    const cdPa = this.cdAccess(ctx2, cdAddr, sid, va, out);
+    if (cdPa < 0) return null;
+    const words: U64[] = [];
+    for (let i = 0; i < CD_BYTES / 8; i++) {
+      if (this.memory.load64(cdPa + i * 8, this.scratch) !== ACCESS_OK) {
+        this.emit({ kind: 'F_CD_FETCH', ...header, reason: 0, gpcf: false, fetchAddr: fetchAddrField(cdPa + i * 8) }, true);
+        this.abort(out, R_CD_FETCH);
+        return null;
+      }
+      words.push(u64(this.scratch.lo, this.scratch.hi));
+    }
+    const cd = decodeCd(words);
+    const reason = checkCd(cd, this.cdFeatures);
+    const s1 = reason === undefined ? (makeS1Context(cd, this.features.oasBits) ?? null) : null;
+    const illegal = reason ?? (s1 === null ? 'stage-1 walk parameters unusable' : undefined);
+    if (this.permissive && s1 !== null && ctx2 !== null && !s1.epd0 && this.s2Resolve(ctx2, s1.ttb, sid) === WALK_OK) s1.ttbPa = this.s2Pa + (s1.ttb - this.s2Base);
+    const ce: CdCacheEntry = { sid, words, cd, illegal, s1, fetchAddr: cdPa, seq: this.seq++ };
+    if (!this.uncached && this.fills.config && (!this.permissive || illegal === undefined)) this.config.cds.set(sid, ce);
+    return ce;
+  }
+
+  /**
+   * The stage-1 walk of `w.ipa` (a VA) from TTB0 (SPEC 3.4, Armv8 VMSA). For a nested stream
+   * every table address is an IPA translated by stage 2 first (a stage-2 fault there ends the
+   * walk with WALK_S2_FAULT). Uses and fills the stage-1 walk cache (strict only; QEMU has
+   * none). Leaf: w.base/size/pa (pa = block output, an IPA when nested), w.perms from AP[2]
+   * (bit 7: read-only), s1Global from nG (bit 11), s1Out = output of the VA. Hierarchical
+   * APTable/XNTable are not applied (as if HAD0 = 1) [choice: data accesses only, see README].
+   */
+  private walkS1(s1: S1Context, ctx2: S2Context | null, space: S1Space, sid: number, w: WalkOut): number {
+    const va = w.ipa;
+    const spans = s1.spans;
+    let level = s1.startLevel;
+    let table = s1.ttb;
+    let tableIsPa = s1.ttbPa >= 0;
+    if (tableIsPa) table = s1.ttbPa;
+    let index = Math.floor(va / (spans[level] as number)) % s1.topEntries;
+    const useWc = !this.permissive && !this.uncached;
+    w.fromWalkCache = false;
+    if (useWc) {
+      const c = this.s1caches.lookupWalk(space, s1.asid, s1.gIndex, w);
+      if (c !== null) {
+        level = c.level + 1;
+        table = c.table;
+        tableIsPa = false;
+        index = Math.floor(va / (spans[level] as number)) & s1.entryMask;
+        w.fromWalkCache = true;
+      }
+    }
+    for (;;) {
+      const itep = table + index * 8;
+      let ptep = itep;
+      w.level = level;
+      if (ctx2 !== null && !tableIsPa) {
+        const st = this.s2Resolve(ctx2, itep, sid);
+        if (st !== WALK_OK || (this.s2Perms & PERM_R) === 0) {
+          this.s2Status = st === WALK_OK ? S2_PERMISSION : st;
+          this.s2FaultIpa = itep;
+          return (w.status = WALK_S2_FAULT);
+        }
+        ptep = this.s2Pa + (itep - this.s2Base);
+      }
+      tableIsPa = false;
+      w.fetchAddr = ptep;
+      const frame = this.memory.frameForRead(ptep);
+      if (frame === undefined) return (w.status = WALK_EABT);
+      const word = (ptep % 4096) >>> 2;
+      const lo = frame[word] as number;
+      const hi = frame[word + 1] as number;
+      if ((lo & 1) === 0) return (w.status = WALK_TRANSLATION);
+      if (level === LAST_LEVEL) {
+        if ((lo & 2) === 0) return (w.status = WALK_TRANSLATION);
+      } else if ((lo & 2) !== 0) {
+        const next = descOutputAddress(s1.format, lo, hi);
+        if (next >= s1.paLimit) return (w.status = WALK_ADDR_SIZE);
+        if (useWc && this.fills.walkCache) {
+          const span = spans[level] as number;
+          this.s1caches.insertWalk(space, s1.asid, s1.gIndex, level, va - (va % span), span, next, sid);
+        }
+        table = next;
+        level++;
+        index = Math.floor(va / (spans[level] as number)) & s1.entryMask;
+        continue;
+      } else if ((s1.leafOk[level] as number) === 0) {
+        return (w.status = WALK_TRANSLATION);
+      }
+      const span = spans[level] as number;
+      const oa = descOutputAddress(s1.format, lo, hi);
+      const blockPa = oa - (oa % span);
+      if (blockPa >= s1.paLimit) return (w.status = WALK_ADDR_SIZE);
+      if ((lo & DESC_AF) === 0 && !s1.affd) return (w.status = WALK_ACCESS);
+      w.base = va - (va % span);
+      w.size = span;
+      w.pa = blockPa;
+      w.perms = (lo & S1_AP2_RO) === 0 ? PERM_R | PERM_W : PERM_R;
+      w.nT = false;
+      this.s1Global = (lo & S1_NG) === 0;
+      this.s1Out = blockPa + (va - w.base);
+      return (w.status = WALK_OK);
+    }
+  }
+
+  private s1WalkFault(status: number, s1: S1Context, ctx2: S2Context | null, sid: number, va: number, write: boolean, out: TranslationResult): number {
+    switch (status) {
+      case WALK_TRANSLATION:
+        this.emit(this.faultEvent('F_TRANSLATION', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+        return this.abort(out, R_TRANSLATION);
+      case WALK_ADDR_SIZE:
+        this.emit(this.faultEvent('F_ADDR_SIZE', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+        return this.abort(out, R_ADDR_SIZE);
+      case WALK_ACCESS:
+        this.emit(this.faultEvent('F_ACCESS', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+        return this.abort(out, R_ACCESS);
+      case WALK_S2_FAULT: {
+        const ctx = ctx2 as S2Context;
+        if (this.permissive && this.s2Status === WALK_TRANSLATION) {
+          // QEMU reports a stage-2 translation fault on a stage-1 table address as a stage-1
+          // fault (S2 = 0, CLASS = TT, gated by CD.R): qemu-smmuv3-peer.md §3(g). The
+          // architecture says S2 = 1 (strict, below).
+          this.emit({ ...(this.faultEvent('F_TRANSLATION', sid, va, false, false, EVENT_CLASS_TT, 0, false) as EventOf<'F_TRANSLATION'>), ipa: (this.s2FaultIpa - (this.s2FaultIpa % 4096)) % TWO_POW_52 }, s1.record);
+          return this.abort(out, R_TRANSLATION);
+        }
+        return this.s2StageFault(this.s2Status, ctx, sid, va, write, EVENT_CLASS_TT, this.s2FaultIpa, out);
+      }
+      default:
+        // A stage-1 descriptor read aborted: F_WALK_EABT, S2 = 0, CLASS = TT, always recorded.
+        this.emit({ ...this.walkAbortEvent(sid, va, false), s2: false, eventClass: EVENT_CLASS_TT, fetchAddr: fetchAddrField(this.w1.fetchAddr) }, true);
+        return this.abort(out, R_WALK_EABT);
+    }
+  }
+
+  /**
+   * A stage-1 (Config 0b101) or nested (0b111) STE: S1DSS, CD 0, the combined TLB, the stage-1
+   * walk, then (nested) stage 2 of the output. Fault priority [Armv8 VMSA]: stage-1 walk faults
+   * (including stage-2 faults on its table accesses), then the stage-1 permission check, then
+   * stage 2 of the output IPA. Combined entries: size min(stage-1 block, stage-2 block), tagged
+   * with the STE's S2VMID (which tags stage-1 entries too, smmuv3-arch.md §2.3) and the CD's
+   * ASID unless nG = 0 (global; permissive/QEMU keeps the ASID tag).
+   */
+  private translateS1(entry: SteCacheEntry, sid: number, write: boolean, out: TranslationResult): number {
+    const ste = entry.ste;
+    const va = out.ipa;
+    const ctx2 = entry.kind === 'nested' ? (entry.s2 as S2Context) : null;
+    // S1DSS applies to non-substream traffic only when substreams exist (S1CDMax ≠ 0; SPEC 5.2).
+    if (ste.s1cdmax !== 0) {
+      switch (ste.s1dss) {
+        case S1DSS_SSID0:
+          break;
+        case S1DSS_BYPASS:
+          if (ctx2 === null) {
+            if (va >= 0 && va < this.oasLimit) return this.ok(out, va, VIA_BYPASS, -1);
+            this.emit(this.s2FaultEvent('F_ADDR_SIZE', sid, va, write, false), true);
+            return this.abort(out, R_ADDR_SIZE_S1);
+          }
+          if (!this.uncached) return this.translateS2(ctx2, sid, write, out);
+          if (va < 0 || va >= this.iasLimit) return this.abort(out, R_ADDR_SIZE_S1);
+          return this.finishS2Only(ctx2, sid, va, write, out);
+        default:
+          // 0b00 terminate; 0b11 reserved, treated as terminate [inferred].
+          this.emit({ kind: 'F_STREAM_DISABLED', streamId: sid >>> 0 }, true);
+          return this.abort(out, R_STREAM_DISABLED);
+      }
+    }
+    const ce = this.lookupCd(entry, sid, va, out);
+    if (ce === null) return TR_ABORT;
+    const s1 = ce.s1;
+    if (s1 === null || ce.illegal !== undefined) {
+      this.emit({ kind: 'C_BAD_CD', streamId: sid >>> 0, ssv: false, substreamId: 0 }, true);
+      return this.abort(out, R_BAD_CD);
+    }
+    if (va < 0 || s1.epd0 || va >= s1.inputLimit) {
+      this.emit(this.faultEvent('F_TRANSLATION', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+      return this.abort(out, R_TRANSLATION);
+    }
+    const space = this.s1caches.space(ste.s2vmid);
+    const need = write ? PERM_W : PERM_R;
+    if (!this.uncached) {
+      const h = this.s1Holder;
+      h.ipa = va;
+      const hit = this.s1caches.lookupTlb(space, s1.asid, h, this.permissive);
+      if (hit !== null) {
+        if (this.conflicts && this.s1caches.hitCount > 1) return this.tlbConflict(sid, va, write, out, true);
+        if ((hit.s1Perms & need) === 0) {
+          this.emit(this.faultEvent('F_PERMISSION', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+          return this.abort(out, R_PERMISSION);
+        }
+        if ((hit.s2Perms & need) === 0) {
+          this.emit(this.faultEvent('F_PERMISSION', sid, va, write, true, EVENT_CLASS_IN, hit.ipa + (va - hit.base), false), (ctx2 as S2Context).record);
+          return this.abort(out, R_PERMISSION);
+        }
+        out.status = TR_OK;
+        out.pa = hit.pa + (va - hit.base);
+        out.via = VIA_TLB;
+        out.level = hit.level;
+        return TR_OK;
+      }
+    }
+    const w = this.w1;
+    w.ipa = va;
+    const st = this.walkS1(s1, ctx2, space, sid, w);
+    if (st !== WALK_OK) return this.s1WalkFault(st, s1, ctx2, sid, va, write, out);
+    const ipa = this.s1Out;
+    const global = this.s1Global && !this.permissive;
+    if ((w.perms & need) === 0) {
+      this.emit(this.faultEvent('F_PERMISSION', sid, va, write, false, EVENT_CLASS_IN, 0, false), s1.record);
+      return this.abort(out, R_PERMISSION);
+    }
+    let pa = ipa;
+    let s2Perms = PERM_R | PERM_W;
+    let size = w.size;
+    if (ctx2 !== null) {
+      const s2st = this.s2Resolve(ctx2, ipa, sid);
+      if (s2st !== WALK_OK) return this.s2StageFault(s2st, ctx2, sid, va, write, EVENT_CLASS_IN, ipa, out);
+      s2Perms = this.s2Perms;
+      pa = this.s2Pa + (ipa - this.s2Base);
+      if (this.s2Size < size) size = this.s2Size;
+    }
+    const permitted = (s2Perms & need) !== 0;
+    if (!this.uncached && this.fills.tlb && (permitted || !this.permissive)) {
+      const off = va % size;
+      if (this.permissive && this.s1caches.tlbSize >= QEMU_IOTLB_MAX) this.s1caches.removeTlbWhere(() => true);
+      this.s1caches.insertTlb(space, s1.asid, global, s1.gIndex, w.level, va - off, size, pa - off, ipa - off, w.perms, s2Perms, ctx2 !== null, sid, this.permissive);
+    }
+    if (!permitted) {
+      this.emit(this.faultEvent('F_PERMISSION', sid, va, write, true, EVENT_CLASS_IN, ipa, false), (ctx2 as S2Context).record);
+      return this.abort(out, R_PERMISSION);
+    }
+    out.status = TR_OK;
+    out.pa = pa;
+    out.via = VIA_WALK;
+    out.level = w.level;
+    return TR_OK;
+  }
+
+  /** Stage-2-only translation through s2Resolve (honours `uncached`): S1DSS = bypass on a nested STE. */
+  private finishS2Only(ctx: S2Context, sid: number, ipa: number, write: boolean, out: TranslationResult): number {
+    const st = this.s2Resolve(ctx, ipa, sid);
+    if (st !== WALK_OK) return this.s2StageFault(st, ctx, sid, ipa, write, EVENT_CLASS_IN, ipa, out);
+    if ((this.s2Perms & (write ? PERM_W : PERM_R)) === 0) return this.s2StageFault(S2_PERMISSION, ctx, sid, ipa, write, EVENT_CLASS_IN, ipa, out);
+    return this.ok(out, this.s2Pa + (ipa - this.s2Base), VIA_WALK, -1);
+  }
+
   private tlbConflict(sid: number, iova: number, write: boolean, out: TranslationResult, record: boolean): number {
     this.emit(
       {
@@ -707,7 +1177,7 @@ export class Smmu implements MmioHandler {
     }
   }
 
-  private walkAbortEvent(sid: number, iova: number, write: boolean): EventRecord {
+  private walkAbortEvent(sid: number, iova: number, write: boolean): EventOf<'F_WALK_EABT'> {
     return {
       kind: 'F_WALK_EABT',
       streamId: sid >>> 0,
@@ -776,7 +1246,6 @@ export class Smmu implements MmioHandler {
           return 'bad_ste';
         case 's1':
         case 'nested':
-          return 'stage1_unsupported';
         case 's2':
           return undefined;
         default: {
@@ -787,6 +1256,19 @@ export class Smmu implements MmioHandler {
     })();
     if (reason !== undefined) return { kind: 'abort', reason, event: undefined, recorded: false };
     if (entry.kind === 'bypass') return { kind: 'ok', pa: iova, via: 'bypass', level: -1 };
+    if (entry.kind === 's1' || entry.kind === 'nested') {
+      out.ipa = valid ? iova : -1;
+      this.silent = true;
+      this.uncached = true;
+      try {
+        this.translateS1(entry, sid, write, out);
+      } finally {
+        this.silent = false;
+        this.uncached = false;
+      }
+      const o = this.outcome(out);
+      return o.kind === 'ok' ? o : { kind: 'abort', reason: o.reason, event: undefined, recorded: false };
+    }
     const ctx = entry.s2 as S2Context;
     if (!valid || iova >= this.iasLimit) return { kind: 'abort', reason: 'addr_size_s1', event: undefined, recorded: false };
     if (iova >= ctx.ipaLimit) return { kind: 'abort', reason: 'translation', event: undefined, recorded: false };
@@ -816,6 +1298,7 @@ export class Smmu implements MmioHandler {
     const entry = this.cfgEntry as SteCacheEntry;
     const config = this.cfgFromCache ? 'cached' : 'fetched';
     const configFilled = this.config.stes.size + this.config.l1.size > configBefore;
+    if (entry.kind === 's1' || entry.kind === 'nested') return this.speculativeFillS1(entry, sid, addr, config, configBefore);
     if (entry.kind !== 's2') return { ...none(`STE is ${entry.kind}: no translation to cache`, config), filled: configFilled };
     const ctx = entry.s2 as S2Context;
     if (!(addr >= 0 && addr < this.iasLimit && addr < ctx.ipaLimit && Math.floor(addr) === addr)) return { ...none('address outside the IPA space', config), filled: configFilled };
@@ -836,10 +1319,40 @@ export class Smmu implements MmioHandler {
     };
   }
 
+  /**
+   * Stage-1 / nested speculation: the transaction path with events suppressed — fills the CD,
+   * stage-1 walk cache, the stage-2 entries of its table accesses and the combined entry, as a
+   * read would (§6.1: any valid reachable translation may be cached at any time).
+   */
+  private speculativeFillS1(entry: SteCacheEntry, sid: number, addr: number, config: 'cached' | 'fetched', configBefore: number): SpeculativeFillOutcome {
+    const sizes = (): number => this.caches.tlbSize + this.s1caches.tlbSize;
+    const tlbBefore = sizes();
+    const walkBefore = this.caches.walkSize + this.s1caches.walkSize;
+    const out = new TranslationResult();
+    out.ipa = addr >= 0 && addr <= MAX_INPUT && Math.floor(addr) === addr ? addr : -1;
+    this.silent = true;
+    try {
+      this.translateS1(entry, sid, false, out);
+    } finally {
+      this.silent = false;
+    }
+    const walkCacheAdded = this.caches.walkSize + this.s1caches.walkSize - walkBefore;
+    const filled = this.config.stes.size + this.config.l1.size + this.config.cds.size > configBefore || walkCacheAdded > 0 || sizes() > tlbBefore;
+    return { filled, config, tlb: undefined, walkCacheAdded, reason: out.status === TR_OK ? 'stage-1 walk' : 'stage-1 walk faulted: only valid translations are cached' };
+  }
+
   /** Drops cached entries (capacity evictions, chosen by the runner). Returns how many. */
   evict(selector: EvictSelector): number {
     return match(selector)
-      .with({ cache: 'all' }, () => this.caches.removeTlbWhere(() => true) + this.caches.removeWalkWhere(() => true) + this.config.invalidateAll())
+      .with(
+        { cache: 'all' },
+        () =>
+          this.caches.removeTlbWhere(() => true) +
+          this.caches.removeWalkWhere(() => true) +
+          this.s1caches.removeTlbWhere(() => true) +
+          this.s1caches.removeWalkWhere(() => true) +
+          this.config.invalidateAll(),
+      )
       .with({ cache: 'tlb' }, (s) => {
         const select = s.select;
         if (typeof select !== 'number') return this.caches.removeTlbWhere((e) => select(this.tlbInfo(e)));
@@ -1030,27 +1543,35 @@ export class Smmu implements MmioHandler {
       tlb: this.caches.removeTlbWhere(pred),
       walk: this.caches.removeWalkWhere(pred),
     });
+    const plus = (r: RemovedCounts, s1: { readonly tlb: number; readonly walk: number }): RemovedCounts => ({ ...r, tlb: r.tlb + s1.tlb, walk: r.walk + s1.walk });
     return match<Command, RemovedCounts>(cmd)
       .with({ kind: 'TLBI_S2_IPA' }, (c) => ({
         ...zero,
         ...(this.permissive ? permissiveTlbiS2Ipa(this.caches, c, this.features.ril) : strictTlbiS2Ipa(this.caches, c, this.features.ril)),
       }))
-      .with({ kind: 'TLBI_S12_VMALL' }, (c) => all((e) => e.vmid === c.vmid))
-      .with({ kind: 'TLBI_NSNH_ALL' }, () => all(() => true))
-      // Stage-1 and EL2 invalidations: the model caches only stage-2 (IPA-tagged) entries, which
-      // these are not required to remove (§3.3 Scope).
-      .with(
-        { kind: P.union('TLBI_NH_ALL', 'TLBI_NH_ASID', 'TLBI_NH_VA', 'TLBI_NH_VAA', 'TLBI_EL2_ALL', 'TLBI_EL2_ASID', 'TLBI_EL2_VA', 'TLBI_EL2_VAA') },
-        () => zero,
+      // TLBI_S2_IPA leaves combined S1+S2 entries and stage-1 walk-cache entries alone: it is not
+      // required to remove them (smmuv3-arch.md §3.3 Scope), and QEMU does not either (§3(g)).
+      // S12_VMALL: every stage of the VMID (§3.3); NSNH_ALL: everything non-EL2.
+      .with({ kind: 'TLBI_S12_VMALL' }, (c) => plus(all((e) => e.vmid === c.vmid), tlbiS1Vmid(this.s1caches, c.vmid)))
+      .with({ kind: 'TLBI_NSNH_ALL' }, () => plus(all(() => true), { tlb: this.s1caches.removeTlbWhere(() => true), walk: this.s1caches.removeWalkWhere(() => true) }))
+      // Stage-1 invalidations, scoped to the VMID (host stage 1 uses VMID 0): smmuv3-arch.md §3.3.
+      .with({ kind: 'TLBI_NH_ALL' }, (c) => plus(zero, tlbiS1Vmid(this.s1caches, c.vmid)))
+      .with({ kind: 'TLBI_NH_ASID' }, (c) => plus(zero, tlbiNhAsid(this.s1caches, c.vmid, c.asid, this.permissive)))
+      .with({ kind: P.union('TLBI_NH_VA', 'TLBI_NH_VAA') }, (c) =>
+        plus(zero, this.permissive ? permissiveTlbiNhVa(this.s1caches, c, this.features.ril) : strictTlbiNhVa(this.s1caches, c, this.features.ril)),
       )
+      // EL2 regimes: no stream of the model translates for EL2 (STRW = EL2 is not modelled).
+      .with({ kind: P.union('TLBI_EL2_ALL', 'TLBI_EL2_ASID', 'TLBI_EL2_VA', 'TLBI_EL2_VAA') }, () => zero)
       .with({ kind: 'CFGI_STE' }, (c) => ({ ...zero, config: this.config.invalidateSte(c.sid, this.permissive ? true : c.leaf) }))
       .with({ kind: 'CFGI_STE_RANGE' }, (c) => {
         const count = 2 ** (c.range + 1);
         return { ...zero, config: this.config.invalidateRange(c.sid - (c.sid % count), count) };
       })
       .with({ kind: 'CFGI_ALL' }, () => ({ ...zero, config: this.config.invalidateAll() }))
-      // No context descriptors are cached (stage 1 is not modelled).
-      .with({ kind: P.union('CFGI_CD', 'CFGI_CD_ALL') }, () => zero)
+      // CFGI_CD (SID, SSID): the CD of that SSID (only CD 0 is cached); CFGI_CD_ALL: every CD of the
+      // SID (§3.3). QEMU drops the whole decoded configuration of the SID for either (§7.1).
+      .with({ kind: 'CFGI_CD' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, this.permissive ? 0 : c.ssid) + (this.permissive && this.config.stes.delete(c.sid) ? 1 : 0) }))
+      .with({ kind: 'CFGI_CD_ALL' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, 0) + (this.permissive && this.config.stes.delete(c.sid) ? 1 : 0) }))
       .with({ kind: 'ATC_INV' }, (c) => (this.permissive ? zero : this.deliverAtcInvalidation(c)))
       .with({ kind: P.union('PREFETCH_CONFIG', 'PREFETCH_ADDR', 'PRI_RESP', 'RESUME', 'STALL_TERM', 'CMD_SYNC') }, () => zero)
       .exhaustive();
@@ -1278,6 +1799,36 @@ export class Smmu implements MmioHandler {
       if (now.kind === 's2' && now.s2 !== null) vmids.add(now.s2.vmid);
     }
     return vmids;
+  }
+
+  /** Stage-1 and combined S1+S2 TLB entries in fill order (plain data). */
+  cachedS1Translations(): S1TlbEntryInfo[] {
+    return this.s1caches.tlbEntries().map((e: S1TlbEntry) => ({
+      vmid: e.vmid,
+      asid: e.asid,
+      global: e.global,
+      granule: GRANULE_KINDS[e.gIndex] ?? '4K',
+      level: e.level,
+      va: e.base,
+      size: e.size,
+      ipa: e.ipa,
+      pa: e.pa,
+      read: (e.s1Perms & e.s2Perms & PERM_R) !== 0,
+      write: (e.s1Perms & e.s2Perms & PERM_W) !== 0,
+      nested: e.nested,
+      sid: e.sid,
+      seq: e.seq,
+    }));
+  }
+
+  /** Stage-1 walk-cache entries (table descriptors; `table` is an IPA for nested streams). */
+  s1WalkCacheEntries(): S1WalkCacheEntryInfo[] {
+    return this.s1caches.walkEntries().map((e: S1WalkEntry) => ({ vmid: e.vmid, asid: e.asid, granule: GRANULE_KINDS[e.gIndex] ?? '4K', level: e.level, va: e.base, size: e.size, table: e.table, sid: e.sid, seq: e.seq }));
+  }
+
+  /** CDs held by the configuration cache (CD 0 per StreamID). */
+  cachedCds(): { readonly sid: number; readonly asid: number; readonly illegal: string | undefined; readonly ttb0: number; readonly fetchAddr: number; readonly seq: number }[] {
+    return [...this.config.cds.values()].map((c) => ({ sid: c.sid, asid: c.cd.asid, illegal: c.illegal, ttb0: c.cd.ttb0, fetchAddr: c.fetchAddr, seq: c.seq })).sort((a, b) => a.seq - b.seq);
   }
 
   walkCacheEntries(): WalkCacheEntryInfo[] {

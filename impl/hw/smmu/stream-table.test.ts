@@ -61,10 +61,10 @@ describe('linear stream table', () => {
     expect(b.smmu.translate(3, 2 ** 48, 'write')).toMatchObject({ kind: 'abort', reason: 'addr_size_s1', event: { kind: 'F_ADDR_SIZE', s2: false } });
   });
 
-  it('stage-1 STEs decode but are reported as unsupported', () => {
+  it('stage-1 STEs fetch CD 0: an all-zero CD is C_BAD_CD', () => {
     const b = new SmmuBench();
     b.writeSte(1, steFields({ v: true, config: 0b101, s1ContextPtr: DATA }));
-    expect(b.smmu.translate(1, 0, 'read')).toMatchObject({ kind: 'abort', reason: 'stage1_unsupported', event: undefined });
+    expect(b.smmu.translate(1, 0, 'read')).toMatchObject({ kind: 'abort', reason: 'bad_cd', event: { kind: 'C_BAD_CD' } });
   });
 });
 

@@ -5,6 +5,7 @@
  * breaking change, an invalid one). Qwords change in up to three steps, each followed by a sync
  * (CFGI_STE + CMD_SYNC) so the SMMU drops its cached copy before the next step.
  */
+import { cdUpdateSafeBits, cdUsedBits } from '../../arch/smmu/cd.js';
 import { steUsedBits } from '../../arch/smmu/ste.js';
 import { type U64, u64 } from '../../arch/u64.js';
 
@@ -36,6 +37,19 @@ export function steUpdateSafeBits(current: readonly U64[], target: readonly U64[
   return safe;
 }
 
+/**
+ * The entry-kind half of Linux's `arm_smmu_entry_writer_ops`: `get_used` and `get_update_safe`
+ * (smmuv3-arch.md §2.8). The STE ops are the default; CDs use `CD_WRITER_OPS`.
+ */
+export interface EntryWriterOps {
+  usedBits(words: readonly U64[]): U64[];
+  updateSafeBits(current: readonly U64[], target: readonly U64[]): U64[];
+}
+
+export const STE_WRITER_OPS: EntryWriterOps = Object.freeze({ usedBits: steUsedBits, updateSafeBits: steUpdateSafeBits });
+/** Linux's `arm_smmu_cd_writer_ops`: `arm_smmu_get_cd_used`, no update-safe bits. */
+export const CD_WRITER_OPS: EntryWriterOps = Object.freeze({ usedBits: cdUsedBits, updateSafeBits: cdUpdateSafeBits });
+
 export interface QwordDiff {
   /** Bit i set: qword i must change while it is in use. */
   readonly critical: number;
@@ -43,10 +57,10 @@ export interface QwordDiff {
 }
 
 /** `arm_smmu_entry_qword_diff`. */
-export function qwordDiff(entry: readonly U64[], target: readonly U64[]): QwordDiff {
-  const curUsed = steUsedBits(entry);
-  const tgtUsed = steUsedBits(target);
-  const safe = steUpdateSafeBits(entry, target);
+export function qwordDiff(entry: readonly U64[], target: readonly U64[], ops: EntryWriterOps = STE_WRITER_OPS): QwordDiff {
+  const curUsed = ops.usedBits(entry);
+  const tgtUsed = ops.usedBits(target);
+  const safe = ops.updateSafeBits(entry, target);
   let critical = 0;
   const unusedUpdate: U64[] = [];
   for (let i = 0; i < QWORDS; i++) {
@@ -90,10 +104,13 @@ function entrySet(access: EntryAccess, source: readonly U64[], start: number, le
 
 export type EntryUpdateKind = 'hitless' | 'breaking' | 'unchanged';
 
-/** `arm_smmu_write_entry`: updates the entry to `target`, calling `sync` after each step. */
-export function writeEntry(access: EntryAccess, target: readonly U64[], sync: () => void): EntryUpdateKind {
+/**
+ * `arm_smmu_write_entry`: updates the entry to `target`, calling `sync` after each step. `ops`
+ * selects the entry kind (STE by default; `CD_WRITER_OPS` for context descriptors).
+ */
+export function writeEntry(access: EntryAccess, target: readonly U64[], sync: () => void, ops: EntryWriterOps = STE_WRITER_OPS): EntryUpdateKind {
   const entry = Array.from({ length: QWORDS }, (_, i) => access.read(i));
-  const { critical, unusedUpdate } = qwordDiff(entry, target);
+  const { critical, unusedUpdate } = qwordDiff(entry, target, ops);
   const n = popcount(critical);
   if (n === 1) {
     const c = Math.log2(critical & -critical);
