@@ -129,6 +129,7 @@ function mixedCampaign(results: readonly CampaignResult[]): string | undefined {
       ['base seed', (r: CampaignResult) => String(r.baseSeed)],
       ['--max-ops', (r: CampaignResult) => String(r.maxOps)],
       ['--interleave', (r: CampaignResult) => String(r.interleave === true)],
+      ['--host-domains', (r: CampaignResult) => String(r.hostDomains === true)],
     ] as const) {
       const values = [...new Set(group.map(of))];
       if (values.length > 1) return `the shards of ${what} differ in ${field} (${values.join(', ')}): they are different campaigns; merge each in its own directory`;

@@ -43,6 +43,9 @@ const USAGE = `usage: npm run verify -- [options]
                        on a machine with an SMMU the known findings' steps are left out, as the zoo does
   --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
                        the yield points of its steps, to find races inside hypercalls
+  --host-domains       also generate the host driver's DMA-API steps (attach a device to a
+                       stage-1 domain, map/unmap IOVAs with its TLBI_NH_VA, detach): nested
+                       streams through the shadow idmap, combined S1+S2 TLB entries
   --skip-known-findings  leave out the generated steps that reach a known finding, and end a
                        run silently at a known finding's WARN site (counted as a known panic),
                        to hunt for new ones; the known findings:
@@ -83,6 +86,7 @@ interface Settings {
   readonly bug?: string;
   readonly skipKnownFindings: boolean;
   readonly interleave: boolean;
+  readonly hostDomains: boolean;
   readonly corpusDir: string;
   readonly resultsDir: string;
   readonly progressEverySeconds: number;
@@ -91,7 +95,7 @@ interface Settings {
 function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -166,6 +170,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       ...(bug === undefined ? {} : { bug }),
       skipKnownFindings,
       interleave: args.flags.has('interleave'),
+      hostDomains: args.flags.has('host-domains'),
       corpusDir: userPath(v.get('corpus-dir') ?? join(CORPUS_DIR, 'new')),
       resultsDir: userPath(v.get('results-dir') ?? DEFAULT_RESULTS_DIR),
       progressEverySeconds: progressEvery.value ?? 10,
@@ -185,6 +190,7 @@ function campaignSpec(s: Settings, machine: NonNullable<ReturnType<typeof namedM
     ...(s.runs === undefined ? { timeSeconds: s.timeSeconds as number } : { runs: s.runs }),
     ...(s.bug === undefined ? {} : { bug: s.bug }),
     ...(s.interleave ? { interleave: true } : {}),
+    ...(s.hostDomains ? { hostDomains: true } : {}),
     // A run that reaches a known panic site ends there silently (counted as a known panic).
     ...(s.skipKnownFindings ? { knownPanicSites: knownPanicSites() } : {}),
   };
@@ -197,6 +203,7 @@ export function campaignCommand(s: Settings): string {
   if (s.shard.count > 1) parts.push(`--shard ${s.shard.index}/${s.shard.count}`);
   if (s.bug !== undefined) parts.push(`--bug ${s.bug}`);
   if (s.interleave) parts.push('--interleave');
+  if (s.hostDomains) parts.push('--host-domains');
   if (s.skipKnownFindings) parts.push('--skip-known-findings');
   return parts.join(' ');
 }
@@ -292,7 +299,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   const s = parsed.settings;
   const machine = namedMachine(s.machineName);
   if (machine === undefined) return 2;
-  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
+  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
   say(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;

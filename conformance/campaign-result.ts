@@ -99,8 +99,8 @@ const CampaignResultFields = t.type({
   timings: t.type({ wallMs: Amount, shrinkMs: Amount, opsPerSecond: Amount }),
 });
 
-/** A result; `interleave` is present (true) when the runs carried schedules. */
-export const CampaignResultCodec = t.intersection([CampaignResultFields, t.partial({ interleave: t.literal(true) })]);
+/** A result; `interleave` is present (true) when the runs carried schedules, `hostDomains` when generation had host DMA-domain steps. */
+export const CampaignResultCodec = t.intersection([CampaignResultFields, t.partial({ interleave: t.literal(true), hostDomains: t.literal(true) })]);
 
 export type CampaignResult = t.TypeOf<typeof CampaignResultCodec>;
 export type Counterexample = t.TypeOf<typeof CounterexampleCodec>;

@@ -44,6 +44,8 @@ export interface CampaignSpec {
    * (`scheduleForRun`), so races inside hypercalls and trapped accesses can be found.
    */
   readonly interleave?: boolean;
+  /** Generation includes host DMA-domain steps (nested streams; GenerationOptions.hostDomains). */
+  readonly hostDomains?: boolean;
   /**
    * WARN sites whose panic is a known finding (properties/known-findings.ts knownPanicSites):
    * a run that reaches one ends there silently (RunOptions.knownPanicSites), and is counted in
@@ -233,7 +235,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
   const options = campaignRunOptions(spec, { continueAfterViolation: true });
   const keep = hooks.keep;
-  const generated = operationsArbitrary(spec.machine, spec.maxOps);
+  const generated = operationsArbitrary(spec.machine, spec.maxOps, spec.hostDomains === true ? { hostDomains: true } : {});
   // Filtering after generation keeps fast-check's shrinking (map shrinks through its source).
   const arb = keep === undefined ? generated : generated.map((ops) => ops.filter(keep));
   const shrinkSet = hooks.shrink ?? 'all';
@@ -326,6 +328,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     baseSeed: spec.baseSeed,
     shard: { index: spec.shard.index, count: spec.shard.count },
     ...(spec.interleave === true ? { interleave: true } : {}),
+    ...(spec.hostDomains === true ? { hostDomains: true } : {}),
     budget: { runs: spec.runs ?? null, timeSeconds: spec.timeSeconds ?? null },
     stoppedBy,
     runs,

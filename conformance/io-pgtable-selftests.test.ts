@@ -22,7 +22,7 @@ import {
   SZ_4K,
   SZ_512M,
   SZ_64K,
-  type IoPgtableArmS2,
+  type IoPgtableArm,
   type IoPgtableCfg,
   type IommuFlushOps,
   allocIoPgtableArmS2,
@@ -177,7 +177,7 @@ describe('io-pgtable-arm selftests, ARM_64_LPAE_S2 (§4.1–§4.2)', () => {
 describe('derived expectations for the 4K configurations (§4.2)', () => {
   it.each(CONFIGS.filter((c) => c.gran === '4K').map((c) => [name(c), c] as const))('%s: leaves land at L3/L2/L1; tables under 0 survive the unmap', (_n, c) => {
     const h = harness(c);
-    const ops = allocIoPgtableArmS2(h.cfg, h.memory, h.pool) as IoPgtableArmS2;
+    const ops = allocIoPgtableArmS2(h.cfg, h.memory, h.pool) as IoPgtableArm;
     expect(ops).not.toBeNull();
     const RWXC = IOMMU_READ | IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_CACHE;
     expect(ops.mapPages(0, 0, SZ_4K, 1, RWXC).ret).toBe(0);
@@ -261,7 +261,7 @@ describe('geometry of every configuration (§4.3, S2)', () => {
 
   it('16K ias=40 oas=40: the last 32M page of the IAS is entry 2047 of the 16th PGD page (§4.3)', () => {
     const h = harness({ gran: '16K', bitmap: SZ_16K + SZ_32M, ias: 40, oas: 40 });
-    const ops = allocIoPgtableArmS2(h.cfg, h.memory, h.pool) as IoPgtableArmS2;
+    const ops = allocIoPgtableArmS2(h.cfg, h.memory, h.pool) as IoPgtableArm;
     const iova = 2 ** 40 - SZ_32M;
     expect(ops.lvlIdx(iova, ops.startLevel)).toBe(32767);
     expect(ops.mapPages(iova, iova, SZ_32M, 1, IOMMU_READ).mapped).toBe(SZ_32M);

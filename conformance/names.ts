@@ -58,7 +58,7 @@ export function describeStep(op: { readonly kind: string } & Readonly<Record<str
     default:
       for (const [k, v] of Object.entries(op)) {
         if (k === 'kind' || k === 'smmu') continue;
-        parts.push(`${k} ${typeof v === 'number' && (k === 'pfn' || k === 'addr' || k === 'pa' || k === 'gfn') ? hex(v) : Array.isArray(v) ? `[${v.map((x) => (typeof x === 'number' ? hex(x) : String(x))).join(', ')}]` : String(v)}`);
+        parts.push(`${k} ${typeof v === 'number' && (k === 'pfn' || k === 'addr' || k === 'pa' || k === 'gfn' || k === 'iova') ? hex(v) : Array.isArray(v) ? `[${v.map((x) => (typeof x === 'number' ? hex(x) : String(x))).join(', ')}]` : String(v)}`);
       }
       return parts.join(', ');
   }

@@ -120,6 +120,21 @@ export function iommuPoolRange(config: SystemConfig, smmu: SmmuConfig): { base: 
   return { base: hostKernelArea(smmu) - pages * PAGE, pages };
 }
 
+/**
+ * Host RAM for the host's DMA-domain page tables and CD tables (impl/host/dma-domain.ts): 32
+ * pages right below the IOMMU pool, 64 KiB aligned (inferred: any host memory would do; this
+ * keeps it clear of the pages the generators name). Undefined when that is not RAM.
+ */
+export function hostDmaArea(config: SystemConfig, smmu: SmmuConfig): { base: number; pages: number } | undefined {
+  const pages = HOST_DMA_AREA_PAGES;
+  const top = iommuPoolRange(config, smmu).base - pages * PAGE;
+  const base = top - (top % 0x1_0000);
+  const inRam = config.memory.some((r) => r.nomap !== true && base >= r.base && base + pages * PAGE <= r.base + r.size);
+  return inRam ? { base, pages } : undefined;
+}
+
+export const HOST_DMA_AREA_PAGES = 32;
+
 /** `host_s2_pgtable_pages()`: enough table pages to map every memory page with page granularity. */
 export function hostS2PgtablePages(config: SystemConfig): number {
   const pages = config.memory.reduce((n, r) => n + r.size / PAGE, 0);
@@ -186,7 +201,8 @@ export function createSystem(config: SystemConfig): System {
     const pool = new PagePool(memory, (iommuPool as { base: number }).base, (iommuPool as { pages: number }).pages * PAGE);
     const area = hostKernelArea(config.smmu);
     const driver = new HypSmmuDriver(memory, hyp, config.smmu.base, pool, config.smmu.driver, { smmuArray: area + 5 * PAGE, cmdq: area + 6 * PAGE, strtab: area + 8 * PAGE });
-    const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], l2Base: area, evtqBase: area + 4 * PAGE });
+    const dmaArea = hostDmaArea(config, config.smmu);
+    const hostDriver = new HostSmmuDriver(hyp, memory, config.smmu.base, { cmdqBase: config.smmu.hostPages[0], strtabBase: config.smmu.hostPages[1], l2Base: area, evtqBase: area + 4 * PAGE, ...(dmaArea === undefined ? {} : { dmaArea }) });
     // The machine may fix the hook placement; otherwise the design's knob, else the posted one.
     hostS2.hookPlacement = config.smmu.hookPlacement ?? config.smmu.driver?.hookPlacement ?? 'set-owner-only';
     if (hostS2Tlb instanceof SmmuMirroredStage2Tlb) hostS2Tlb.smmu = driver;

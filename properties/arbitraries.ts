@@ -11,6 +11,7 @@ import { type HardwareOperation, type ScheduledHardware, isHardwareOperation } f
 import { type Step } from './runner.js';
 import { type MachineConfig } from './machine.js';
 import { hostAttackArbitrary } from './host-attacks.js';
+import { hostDomainArbitrary } from './host-domains.js';
 
 const PAGE = 4096;
 
@@ -219,6 +220,7 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40, opti
     pieces.push({ weight: 3, arbitrary: hardwareArbitrary(machine).map((op): Step[] => [op]) });
     pieces.push({ weight: 1, arbitrary: dmaChainArbitrary(machine, options) });
     pieces.push({ weight: 1, arbitrary: hostAttackArbitrary(machine) });
+    if (options.hostDomains === true) pieces.push({ weight: 2, arbitrary: hostDomainArbitrary(machine) });
   }
   const piece = fc.oneof(...pieces);
   const selftest = options.selftest ?? machine.smmu === undefined;
@@ -243,6 +245,12 @@ export function operationsArbitrary(machine: MachineConfig, maxLength = 40, opti
  */
 export interface GenerationOptions {
   readonly selftest?: boolean;
+  /**
+   * Host DMA-domain steps (properties/host-domains.ts, issue 13): nested streams. Off by default
+   * so the figures of every seed stay those of the identity-only workload; `verify
+   * --host-domains`, the nested tests and the zoo's nested bugs turn it on.
+   */
+  readonly hostDomains?: boolean;
 }
 
 /**

@@ -126,6 +126,13 @@ const BatchCount = new t.Type<number, number, unknown>(
   t.identity,
 );
 const Words4 = t.tuple([U32Number, U32Number, U32Number, U32Number]);
+/** Pages of one host DMA map or unmap: 1 up to a 2 MiB block's 512 (the host's tables are a 32-page pool). */
+const DomainPages = new t.Type<number, number, unknown>(
+  'domain page count',
+  (u): u is number => typeof u === 'number' && Number.isInteger(u) && u >= 1 && u <= 512,
+  (u, c) => (typeof u === 'number' && Number.isInteger(u) && u >= 1 && u <= 512 ? t.success(u) : t.failure(u, c, 'an integer in [1, 512]')),
+  t.identity,
+);
 
 /** Hardware and host-SMMU steps (properties/dma.ts), one codec per kind. */
 const HARDWARE_CODECS = {
@@ -141,6 +148,10 @@ const HARDWARE_CODECS = {
   host_mmio_read: opWith('host_mmio_read', { smmu: U32Number, offset: U32Number }, { size: AccessSize }),
   host_write_ste: op('host_write_ste', { smmu: U32Number, sid: U32Number, words: Words4 }),
   host_write_cmd: opWith('host_write_cmd', { smmu: U32Number, words: Words4 }, { count: BatchCount }),
+  host_domain_attach: op('host_domain_attach', { smmu: U32Number, sid: U32Number }),
+  host_domain_detach: op('host_domain_detach', { smmu: U32Number, sid: U32Number }),
+  host_domain_map: op('host_domain_map', { smmu: U32Number, sid: U32Number, iova: U64Number, pa: U64Number, nrPages: DomainPages, write: t.boolean }),
+  host_domain_unmap: op('host_domain_unmap', { smmu: U32Number, sid: U32Number, iova: U64Number, nrPages: DomainPages }),
 } as const;
 
 /** Every step kind a file may name (ownership operations, hardware and host-SMMU steps). */

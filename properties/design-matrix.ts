@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { DESIGN_VARIANTS, type DesignVariant, declaredVerdicts } from '../impl/hyp/design.js';
 import { type System } from '../impl/system.js';
 import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
+import { COMBINED_ENTRY_TRIGGER } from './host-domains.js';
 import { type CheckName } from './checks.js';
 import { knownFindingTrigger, knownPanicSites, notAKnownFinding } from './known-findings.js';
 import { type MachineConfig, representativeHardware, verdictHardware } from './machine.js';
@@ -220,6 +221,8 @@ export const VERDICT_TRIGGERS: Readonly<Record<string, Partial<Record<CheckName,
   // the workload leaves out (conformance/corpus/findings/hidden-ats-leaves-atschk-clear.json).
   'v6-atc-inv': { dma_isolation: { ops: knownFindingTrigger('forged-translated-dma'), schedule: [] } },
   'v6-hide-ats-host-atschk': { dma_isolation: { ops: knownFindingTrigger('forged-translated-dma'), schedule: [] } },
+  // The workload has no host DMA domains (GenerationOptions.hostDomains): a stale combined entry.
+  'no-tlbi-nh-after-s2': { dma_isolation: { ops: COMBINED_ENTRY_TRIGGER, schedule: [] } },
   // The DMA caches the 2 MiB block; the donation splits it without break-before-make, and while
   // its TLBI is still queued a speculative walk caches the level-3 entry of P+2 from the new
   // table: the DMA to P+2 then hits both entries, a TLB conflict.

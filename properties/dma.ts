@@ -6,7 +6,8 @@
  *    after every step the effective reach of every stream — the shadow idmap, every cached SMMU
  *    TLB entry, every device ATC entry — stays within the model's allowed set;
  *  - dma_availability: a stream the host attached for identity DMA reaches every page the host
- *    owns, without a fault;
+ *    owns, without a fault; a stream of a host DMA domain reaches, through an IOVA, exactly the
+ *    host-owned page the host's own stage 1 maps it to;
  *  - smmu_protection: the SMMU's own structures and the hypervisor's memory are unreachable by DMA.
  */
 import { match } from 'ts-pattern';
@@ -33,7 +34,15 @@ export type HardwareOperation =
   | { readonly kind: 'host_mmio_read'; readonly smmu: number; readonly offset: number; readonly size?: 1 | 2 | 4 | 8 }
   | { readonly kind: 'host_write_ste'; readonly smmu: number; readonly sid: number; readonly words: readonly [number, number, number, number] }
   // `count` copies of the command in one batch (default 1), then a CMD_SYNC and one PROD write.
-  | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number]; readonly count?: number };
+  | { readonly kind: 'host_write_cmd'; readonly smmu: number; readonly words: readonly [number, number, number, number]; readonly count?: number }
+  // The host's DMA API on a stage-1 domain of its own driver (impl/host/dma-domain.ts, issue 13):
+  // attach (CD, CFGI_CD, S1 STE, CFGI_STE), map / unmap IOVA ranges (unmap: TLBI_NH_VA + SYNC),
+  // detach (back to bypass, TLBI_NH_ASID). `pa` may be any address: the host's stage 1 may point
+  // anywhere in its IPA space.
+  | { readonly kind: 'host_domain_attach'; readonly smmu: number; readonly sid: number }
+  | { readonly kind: 'host_domain_detach'; readonly smmu: number; readonly sid: number }
+  | { readonly kind: 'host_domain_map'; readonly smmu: number; readonly sid: number; readonly iova: number; readonly pa: number; readonly nrPages: number; readonly write: boolean }
+  | { readonly kind: 'host_domain_unmap'; readonly smmu: number; readonly sid: number; readonly iova: number; readonly nrPages: number };
 
 export const HARDWARE_KINDS: ReadonlySet<string> = new Set<HardwareOperation['kind']>([
   'dma',
@@ -48,6 +57,10 @@ export const HARDWARE_KINDS: ReadonlySet<string> = new Set<HardwareOperation['ki
   'host_mmio_read',
   'host_write_ste',
   'host_write_cmd',
+  'host_domain_attach',
+  'host_domain_detach',
+  'host_domain_map',
+  'host_domain_unmap',
 ]);
 
 export function isHardwareOperation(op: { readonly kind: string }): op is HardwareOperation {
@@ -70,6 +83,11 @@ export interface HardwareOutcome {
   /** For completed DMA: the physical page reached. */
   readonly reachedPfn?: number;
   readonly detail: string;
+  /**
+   * For a DMA on a stream of a host DMA domain: the page the host's own stage 1 sends it to, and
+   * the pages of those tables and the CD. When the host owns them all, the DMA must complete.
+   */
+  readonly owed?: { readonly pfn: number; readonly tablePfns: readonly number[] };
 }
 
 const PAGE = 4096;
@@ -84,8 +102,30 @@ function dmaResult(out: DmaOutcome): HardwareOutcome {
   return { ret: 1, detail: `fault: ${out.reason}` };
 }
 
-/** Streams the host attached for identity DMA and has not re-programmed since. */
-export type IdentityStreams = Set<number>;
+/**
+ * Streams the host attached for identity DMA and has not re-programmed since; `domains`: streams
+ * attached to a DMA domain of the host driver, likewise untouched since.
+ */
+export class IdentityStreams extends Set<number> {
+  readonly domains = new Set<number>();
+  /**
+   * No raw register write or raw command since boot: the host driver's own view of the SMMU (its queue and
+   * stream-table bases) is what the emulation uses, so its domain attaches take effect.
+   */
+  hostDriverIntact = true;
+  override clear(): void {
+    super.clear();
+    this.domains.clear();
+  }
+}
+
+/** What the host's own stage 1 promises for a DMA on a domain stream (undefined: nothing). */
+function domainObligation(sys: System, sid: number, addr: number, access: 'read' | 'write'): HardwareOutcome['owed'] {
+  const domain = sys.iommu?.hostDriver.domainOf(sid);
+  const pa = domain?.translates(addr, access);
+  if (domain === undefined || pa === undefined) return undefined;
+  return { pfn: Math.floor(pa / PAGE), tablePfns: domain.pages() };
+}
 
 export function executeHardware(sys: System, op: HardwareOperation, identity: IdentityStreams): HardwareOutcome {
   const parts = sys.iommu;
@@ -96,7 +136,9 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
     .with({ kind: 'dma' }, (o) => {
       const d = device(o.sid);
       if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
-      return dmaResult(d.dma(o.addr, o.access, 0x5a5a_5a5a));
+      const owed = identity.domains.has(o.sid) ? domainObligation(sys, o.sid, o.addr, o.access) : undefined;
+      const result = dmaResult(d.dma(o.addr, o.access, 0x5a5a_5a5a));
+      return owed === undefined ? result : { ...result, owed };
     })
     .with({ kind: 'ats_translate' }, (o) => {
       const d = device(o.sid);
@@ -141,6 +183,7 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
       const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value, size, o.valueHi ?? 0), step);
       // Re-programming the SMMU may change any stream's configuration.
       identity.clear();
+      identity.hostDriverIntact = false;
       const shown = size === 8 ? `0x${(o.valueHi ?? 0).toString(16)}_${o.value.toString(16).padStart(8, '0')}` : `0x${o.value.toString(16)}`;
       return { ret: r, detail: `${size * 8}-bit write ${shown} to 0x${o.offset.toString(16)}` };
     })
@@ -159,8 +202,36 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
       sys.hyp.run(host.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]), step);
       return { ret: 0, detail: 'STE written' };
     })
+    .with({ kind: 'host_domain_attach' }, (o) => {
+      const d = device(o.sid);
+      // Negative: the host driver's own errno; anything else is the trapped PROD write's outcome.
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.attachDomain(o.sid, d?.ats ?? false), step));
+      identity.delete(o.sid);
+      if (r === 0 && d !== undefined && identity.hostDriverIntact && (parts.driver.host.cr0 & 1) !== 0) identity.domains.add(o.sid);
+      const domain = parts.hostDriver.domainOf(o.sid);
+      return { ret: r, detail: r === 0 && domain !== undefined ? `attached to a DMA domain (ASID ${domain.asid}, CD table 0x${domain.cdTable.toString(16)})` : `attach failed (${r})` };
+    })
+    .with({ kind: 'host_domain_detach' }, (o) => {
+      const d = device(o.sid);
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.detachDomain(o.sid, d?.ats ?? false), step));
+      identity.domains.delete(o.sid);
+      if (r === 0 && d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(o.sid);
+      return { ret: r, detail: r === 0 ? 'detached: bypass, TLBI_NH_ASID' : `detach failed (${r})` };
+    })
+    .with({ kind: 'host_domain_map' }, (o) => {
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.mapDma(o.sid, o.iova, o.pa, o.nrPages * PAGE, o.write), step));
+      return { ret: r, detail: r === 0 ? `mapped IOVA 0x${o.iova.toString(16)} → 0x${o.pa.toString(16)} (${o.nrPages} page(s), ${o.write ? 'rw' : 'r'})` : `map failed (${r})` };
+    })
+    .with({ kind: 'host_domain_unmap' }, (o) => {
+      const d = device(o.sid);
+      const r = sys.hyp.run(parts.hostDriver.unmapDma(o.sid, o.iova, o.nrPages * PAGE, d?.ats ?? false), step);
+      return { ret: r < 0 ? r : 0, detail: r < 0 ? `unmap failed (${r})` : `unmapped ${r / PAGE} page(s) at IOVA 0x${o.iova.toString(16)}` };
+    })
     .with({ kind: 'host_write_cmd' }, (o) => {
       const count = o.count ?? 1;
+      // Raw words (a reserved opcode stops the queue; a batch beyond the queue overruns it): the
+      // host driver's later commands may never take effect.
+      identity.hostDriverIntact = false;
       sys.hyp.run(parts.hostDriver.issueRaw([o.words[0], o.words[1], o.words[2], o.words[3]], count), step);
       return { ret: 0, detail: count === 1 ? `command words written (${CMD_BYTES} bytes)` : `${count} copies of the command words written in one batch` };
     })
@@ -199,6 +270,10 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
     if ((model.pins.get(pfn) ?? 0) < 1) out.push({ check: 'dma_isolation', message: `host page 0x${pfn.toString(16)} that the hypervisor reads (command queue or stream table) is not pinned` });
   }
   const tlb = parts.smmu.cachedTranslations();
+  // Issue 13: combined S1+S2 entries of nested streams (VA → PA) and the stage-1 walk cache, whose
+  // next-level table addresses (IPAs) the SMMU reads through stage 2.
+  const combined = parts.smmu.cachedS1Translations();
+  const s1Tables = parts.smmu.s1WalkCacheEntries().map((w) => ({ w, pa: parts.dmaStage2?.translate(w.table) === undefined ? -1 : w.table }));
   const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
   const forbiddenSet = new Set(forbidden);
   for (const pfn of new Set([...forbidden, ...protectedPages(sys)])) {
@@ -207,6 +282,12 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
     if (parts.dmaStage2?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the ${parts.dmaStage2.name} maps ${what}` });
     for (const e of tlb) {
       if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what}` });
+    }
+    for (const e of combined) {
+      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `combined S1+S2 TLB entry (sid ${e.sid}, ASID ${e.asid}, VA 0x${e.va.toString(16)} → 0x${e.pa.toString(16)}, ${e.size} bytes) still reaches ${what}` });
+    }
+    for (const { w, pa: tablePa } of s1Tables) {
+      if (tablePa >= 0 && Math.floor(tablePa / PAGE) === pfn) out.push({ check: 'dma_isolation', message: `stage-1 walk-cache entry (sid ${w.sid}, ASID ${w.asid}, VA 0x${w.va.toString(16)}) makes the SMMU read ${what} as a stage-1 table` });
     }
     for (const { sid, entries } of atcs) {
       for (const e of entries) {
@@ -273,6 +354,11 @@ export function checkDmaAvailability(sys: System, model: ModelState, pfns: reado
   }
   if (lastDma !== undefined && lastDma.outcome.ret !== 0 && identity.has(lastDma.sid) && dmaMustReach(model, Math.floor(lastDma.addr / PAGE))) {
     out.push({ check: 'dma_availability', message: `DMA from identity-attached sid ${lastDma.sid} to host-owned 0x${lastDma.addr.toString(16)} faulted (${lastDma.outcome.detail})` });
+  }
+  // A nested stream: a page the host owns and maps in its own stage 1 (tables and CD host-owned too).
+  const owed = lastDma?.outcome.owed;
+  if (lastDma !== undefined && owed !== undefined && lastDma.outcome.reachedPfn !== owed.pfn && [owed.pfn, ...owed.tablePfns].every((p) => dmaMustReach(model, p))) {
+    out.push({ check: 'dma_availability', message: `DMA from sid ${lastDma.sid} (host DMA domain) to IOVA 0x${lastDma.addr.toString(16)}, which the host maps to its own page 0x${(owed.pfn * PAGE).toString(16)}, ${lastDma.outcome.ret !== 0 ? 'faulted' : 'went elsewhere'} (${lastDma.outcome.detail})` });
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
 import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, type IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
 import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
 import { u64 } from '../impl/arch/u64.js';
 import { DataLabels } from './confidentiality.js';
@@ -92,7 +92,7 @@ export interface RunOptions {
 }
 
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
-const HYPERVISOR_HARDWARE_STEPS: ReadonlySet<string> = new Set<HardwareOperation['kind']>(['host_attach_identity', 'host_mmio_write', 'host_mmio_read', 'host_write_ste', 'host_write_cmd']);
+const HYPERVISOR_HARDWARE_STEPS: ReadonlySet<string> = new Set<HardwareOperation['kind']>(['host_attach_identity', 'host_mmio_write', 'host_mmio_read', 'host_write_ste', 'host_write_cmd', 'host_domain_attach', 'host_domain_detach', 'host_domain_map', 'host_domain_unmap']);
 
 export type { ScheduledHardware } from './dma.js';
 
@@ -170,7 +170,7 @@ function panicViolations(e: HypervisorPanic, step: Step, options: RunOptions): V
 
 /** Streams attached for identity DMA at boot. */
 function initialIdentity(system: System): IdentityStreams {
-  return new Set(system.iommu === undefined ? [] : [...system.iommu.devices.keys()]);
+  return new IdentityStreams(system.iommu === undefined ? [] : [...system.iommu.devices.keys()]);
 }
 
 /** A scheduled hardware action that ran at a yield point inside a step, and what it did. */

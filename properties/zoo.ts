@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { match } from 'ts-pattern';
 import { findDesign } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
-import { operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
+import { type GenerationOptions, operationsArbitrary, scheduleArbitrary } from './arbitraries.js';
 import { type InjectedBug } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { PAGE_SIZE } from '../model/layout.js';
@@ -103,7 +103,7 @@ function ownershipTrigger(name: string, machine: MachineConfig): readonly Step[]
     .otherwise(() => undefined);
 }
 
-export type ZooCandidate = InjectedBug & { readonly trigger?: readonly Step[]; readonly triggerSchedule?: readonly ScheduledHardware[] };
+export type ZooCandidate = InjectedBug & { readonly trigger?: readonly Step[]; readonly triggerSchedule?: readonly ScheduledHardware[]; readonly generation?: GenerationOptions };
 
 export interface TriggerOutcome {
   /** The trigger fires the bug's check with the bug, and nothing fires without it. */
@@ -132,8 +132,8 @@ export function runBugTrigger(bug: ZooCandidate, machine: MachineConfig): Trigge
   return { caught: cleanWithout, cleanWithout, originalLength: trigger.length, shrunk, message };
 }
 
-function arbitraryFor(machine: MachineConfig, maxOps: number): fc.Arbitrary<Step[]> {
-  const arb = operationsArbitrary(machine, maxOps);
+function arbitraryFor(machine: MachineConfig, maxOps: number, generation: GenerationOptions = {}): fc.Arbitrary<Step[]> {
+  const arb = operationsArbitrary(machine, maxOps, generation);
   return machine.smmu === undefined ? arb : arb.map((ops) => ops.filter(notAKnownFinding));
 }
 
@@ -147,8 +147,8 @@ interface SearchOutcome {
  * The fixed-seed search with the bug (and the same runs without it), optionally with a hardware
  * schedule per run (`scheduleArbitrary`), which fast-check shrinks with the operations.
  */
-function search(machine: MachineConfig, settings: ZooSettings, withBug: RunOptions, without: RunOptions, caughtBy: CheckName, interleave: boolean): SearchOutcome {
-  const arb = fc.record({ ops: arbitraryFor(machine, settings.maxOps), schedule: interleave ? scheduleArbitrary(machine) : fc.constant([] as ScheduledHardware[]) });
+function search(machine: MachineConfig, settings: ZooSettings, withBug: RunOptions, without: RunOptions, caughtBy: CheckName, interleave: boolean, generation: GenerationOptions = {}): SearchOutcome {
+  const arb = fc.record({ ops: arbitraryFor(machine, settings.maxOps, generation), schedule: interleave ? scheduleArbitrary(machine) : fc.constant([] as ScheduledHardware[]) });
   const options = (base: RunOptions, schedule: readonly ScheduledHardware[]) => (schedule.length === 0 ? base : { ...base, schedule });
   let runs = 0;
   let ops = 0;
@@ -185,12 +185,12 @@ export function zooRow(bug: ZooCandidate, settings: ZooSettings = ZOO_DEFAULTS):
   const without = designOptions(bug, checks, false);
   const catches = (ops: readonly Step[], schedule: readonly ScheduledHardware[]) =>
     runOperations(machine, ops, schedule.length === 0 ? withBug : { ...withBug, schedule }).failure?.violations.some((v) => v.check === bug.caughtBy) === true;
-  let outcome = search(machine, settings, withBug, without, bug.caughtBy, false);
+  let outcome = search(machine, settings, withBug, without, bug.caughtBy, false, bug.generation);
   let foundBy: ZooRow['foundBy'] = outcome.counterexample === undefined ? null : 'search';
   let cleanPasses = outcome.cleanPasses;
   // A race needs hardware at the yield points: on an SMMU machine, search again with schedules.
   if (foundBy === null && machine.smmu !== undefined) {
-    const interleaved = search(machine, settings, withBug, without, bug.caughtBy, true);
+    const interleaved = search(machine, settings, withBug, without, bug.caughtBy, true, bug.generation);
     cleanPasses &&= interleaved.cleanPasses;
     if (interleaved.counterexample !== undefined) {
       outcome = interleaved;

@@ -15,6 +15,12 @@ import { CR0_CMDQEN, CR0_EVTQEN, CR0_SMMUEN, REG, STRTAB_FMT_2LVL, STRTAB_FMT_LI
 import { EATS_TRANS, STE_BYTES, STE_CONFIG, SHCFG_INCOMING, encodeSte, steFields } from '../arch/smmu/ste.js';
 import { type U64 } from '../arch/u64.js';
 import { type Hypercall, type Hypervisor, type YieldPoint } from '../hyp/hypervisor.js';
+import { ENODEV, ENOMEM } from '../arch/errno.js';
+import { S1FMT_LINEAR } from '../arch/smmu/cd.js';
+import { decodeIdr3, idr5Geometry } from '../arch/smmu/registers.js';
+import { S1DSS_SSID0, STRW_NSEL1 } from '../arch/smmu/ste.js';
+import { atcInvalidationSpan } from '../hyp/smmu-driver/tlbi-range.js';
+import { type HostDmaDomain, type HostDmaFeatures, HostDmaDomains } from './dma-domain.js';
 
 export interface HostSmmuLayout {
   /** Host-owned page for the command queue (log2size 6: 64 commands, 1 KiB). */
@@ -28,6 +34,8 @@ export interface HostSmmuLayout {
   readonly l2Base: number;
   /** A host page for the event queue (2^7 records of 32 bytes); absent: no event queue. */
   readonly evtqBase?: number;
+  /** Host pages for DMA-domain page tables and CD tables (dma-domain.ts); absent: identity DMA only. */
+  readonly dmaArea?: { readonly base: number; readonly pages: number };
 }
 
 const CMDQ_LOG2 = 6;
@@ -47,12 +55,19 @@ export class HostSmmuDriver {
   twoLevel = false;
   sidBits = 0;
 
+  /** The host's stage-1 DMA domains (absent without `layout.dmaArea`). */
+  readonly domains: HostDmaDomains | undefined;
+  /** IDR3/IDR5 as the host read them when it made its first domain. */
+  private dmaFeatures: HostDmaFeatures | undefined;
+
   constructor(
     private readonly hyp: Hypervisor,
     private readonly memory: PhysicalMemory,
     readonly smmuBase: number,
     readonly layout: HostSmmuLayout,
-  ) {}
+  ) {
+    this.domains = layout.dmaArea === undefined ? undefined : new HostDmaDomains(memory, layout.dmaArea.base, layout.dmaArea.pages);
+  }
 
   /** A 32-bit register write as the host issues it: a store to the SMMU frame, trapped by EL2. */
   write(offset: number, value: number): Hypercall {
@@ -166,5 +181,106 @@ export class HostSmmuDriver {
     const at = this.steAddress(sid);
     for (let i = 0; i < 8; i++) this.memory.store64(at + i * 8, (words[i] as U64).lo, (words[i] as U64).hi);
     return yield* this.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]);
+  }
+
+  // --- DMA-API domains (issue 13; dma-domain.ts) ---
+
+  private storeWords(at: number, words: readonly U64[]): void {
+    for (let i = 0; i < words.length; i++) this.memory.store64(at + i * 8, (words[i] as U64).lo, (words[i] as U64).hi);
+  }
+
+  /** Issues what the domain's flush ops queued, one batch (+ CMD_SYNC) per flush. */
+  private *flushDomain(domain: HostDmaDomain): Hypercall {
+    let r = 0;
+    for (const batch of domain.drainCommands()) r = yield* this.issue(batch);
+    return r;
+  }
+
+  /**
+   * Attaches `sid` to its stage-1 DMA domain (made on first use): CD 0 written, CFGI_CD +
+   * CMD_SYNC (`arm_smmu_write_cd_entry`), then the S1 STE (`arm_smmu_make_cdtable_ste`: linear CD
+   * table, S1CDMax 0, S1DSS SSID0, WBRA/ISH table walks, EATS for ATS devices, STRW NSEL1) and
+   * CFGI_STE + CMD_SYNC. Choice: IDR3/IDR5 are read here, at the first attach, rather than at
+   * probe. Returns 0, -ENODEV (no area for domains) or -ENOMEM (host pool empty).
+   */
+  *attachDomain(sid: number, ats: boolean): Hypercall {
+    if (this.domains === undefined) return -ENODEV;
+    if (this.dmaFeatures === undefined) {
+      const idr3 = decodeIdr3(yield* this.read(REG.IDR3));
+      const idr5 = idr5Geometry(yield* this.read(REG.IDR5));
+      this.dmaFeatures = { ril: idr3.ril, pgsizeBitmap: idr5.pgsizeBitmap, oas: idr5.oas };
+    }
+    const domain = this.domains.domainFor(sid, this.dmaFeatures);
+    if (domain === undefined) return -ENOMEM;
+    this.storeWords(domain.cdTable, domain.cdWords());
+    yield* this.issue([{ kind: 'CFGI_CD', ssec: false, sid, ssid: 0, leaf: true }]);
+    const ste = encodeSte(
+      steFields({
+        v: true,
+        config: STE_CONFIG.S1_TRANS,
+        s1fmt: S1FMT_LINEAR,
+        s1ContextPtr: domain.cdTable,
+        s1cdmax: 0,
+        s1dss: S1DSS_SSID0,
+        s1cir: 1,
+        s1cor: 1,
+        s1csh: 3,
+        shcfg: SHCFG_INCOMING,
+        eats: ats ? EATS_TRANS : 0,
+        strw: STRW_NSEL1,
+      }),
+    );
+    this.storeWords(this.steAddress(sid), ste);
+    return yield* this.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]);
+  }
+
+  /** The domain `sid` is attached to, if any. */
+  domainOf(sid: number): HostDmaDomain | undefined {
+    return this.domains?.byStream.get(sid);
+  }
+
+  /**
+   * `dma_map_*` → `iommu_map` of `size` bytes at `iova` → `pa`; no invalidation (a new mapping
+   * replaces only invalid entries). -ENODEV when `sid` has no domain.
+   */
+  *mapDma(sid: number, iova: number, pa: number, size: number, write: boolean): Hypercall {
+    const domain = this.domainOf(sid);
+    if (domain === undefined) return -ENODEV;
+    const r = domain.map(iova, pa, size, write);
+    // A failed map unmaps what it mapped, which queues its TLBIs.
+    yield* this.flushDomain(domain);
+    return r;
+  }
+
+  /**
+   * `dma_unmap_*` → `iommu_unmap`: the leaves cleared, then the gathered TLBI_NH_VA range (ASID,
+   * VMID 0) + CMD_SYNC (`arm_smmu_iotlb_sync`), then ATC_INV + CMD_SYNC for an ATS stream
+   * (`arm_smmu_atc_inv_domain`). Returns the bytes unmapped, or -ENODEV.
+   */
+  *unmapDma(sid: number, iova: number, size: number, ats: boolean): Hypercall {
+    const domain = this.domainOf(sid);
+    if (domain === undefined) return -ENODEV;
+    const unmapped = domain.unmap(iova, size);
+    yield* this.flushDomain(domain);
+    if (ats && unmapped > 0) {
+      const span = atcInvalidationSpan(iova, unmapped);
+      yield* this.issue([{ kind: 'ATC_INV', sid, ssv: false, ssid: 0, global: false, size: span.size, address: { lo: span.address % 2 ** 32, hi: Math.floor(span.address / 2 ** 32) } }]);
+    }
+    return unmapped;
+  }
+
+  /**
+   * Detaches `sid` from its domain: back to identity (bypass STE, CFGI_STE), then the domain is
+   * freed — io-pgtable's `tlb_flush_all` (TLBI_NH_ASID + CMD_SYNC), its tables and CD table back
+   * to the host's pool — and, for an ATS stream, ATC_INV of everything.
+   */
+  *detachDomain(sid: number, ats: boolean): Hypercall {
+    const domain = this.domainOf(sid);
+    if (domain === undefined || this.domains === undefined) return -ENODEV;
+    const r = yield* this.attachIdentity(sid, ats);
+    this.domains.release(domain);
+    yield* this.flushDomain(domain);
+    if (ats) yield* this.issue([{ kind: 'ATC_INV', sid, ssv: false, ssid: 0, global: false, size: 52, address: { lo: 0, hi: 0 } }]);
+    return r;
   }
 }

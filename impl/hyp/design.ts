@@ -236,6 +236,22 @@ export const DESIGN_VARIANTS: readonly DesignVariant[] = [
       ...SHARED_S2_OTHER_VERDICTS,
     ],
   },
+  {
+    name: 'no-tlbi-nh-after-s2',
+    rationale:
+      'v6-hardened without the TLBI_NH_ALL (VMID 0) + CMD_SYNC that the posted smmu_tlb_inv_range issues after every stage-2 range invalidation (issue 13; series-as-posted.md §2.8). The host keeps its own DMA domains: a host stage-1 STE becomes a nested one over the shadow idmap, so the SMMU caches combined S1+S2 entries (VA → PA, VMID 0), and TLBI_S2_IPA is not required to remove them (smmuv3-arch.md §3.3 Scope). The question it answers: is the TLBI_NH_ALL needed?',
+    knobs: { ...HARDENED_KNOBS, noTlbiNhAfterS2: true },
+    verdicts: [
+      ...OWNERSHIP_HOLDS,
+      ...AVAILABILITY_HOLDS,
+      {
+        check: 'dma_isolation',
+        verdict: 'breaks',
+        when: ALWAYS,
+        why: 'a DMA through the host\'s IOVA caches a combined S1+S2 entry; the host donates the page it maps; the idmap unmap\'s TLBI_S2_IPA leaves the combined entry, which still reaches the donated page (corpus findings/no-tlbi-nh-leaves-combined-entry.json)',
+      },
+    ],
+  },
 ];
 
 /** The design every command uses unless told otherwise: the series as posted. */

@@ -23,7 +23,7 @@ import {
   SZ_4T,
   SZ_512M,
   SZ_64K,
-  type IoPgtableArmS2,
+  type IoPgtableArm,
   type IoPgtableArmOptions,
   type IoPgtableCfg,
   allocIoPgtableArmS2,
@@ -42,7 +42,7 @@ type TlbCall = { op: 'all' } | { op: 'walk'; iova: number; size: number; granule
 interface Setup {
   memory: PhysicalMemory;
   pool: PagePool;
-  pt: IoPgtableArmS2;
+  pt: IoPgtableArm;
   cfg: IoPgtableCfg;
   calls: TlbCall[];
   syncs: [number, number][];
@@ -95,7 +95,7 @@ function setup(p: SetupParams = {}): Setup {
 }
 
 /** Address of the entry for `iova` at `level` (the table must exist). */
-function entryAddr(pt: IoPgtableArmS2, iova: number, level: number): number {
+function entryAddr(pt: IoPgtableArm, iova: number, level: number): number {
   let table = pt.pgd;
   for (let l = pt.startLevel; l < level; l++) {
     const pte = pt.pgtableWalk(iova).ptes[l];
@@ -105,7 +105,7 @@ function entryAddr(pt: IoPgtableArmS2, iova: number, level: number): number {
   return table + pt.lvlIdx(iova, level) * 8;
 }
 
-function tableCount(pt: IoPgtableArmS2): number {
+function tableCount(pt: IoPgtableArm): number {
   let n = 0;
   pt.walkTree({ table: () => n++ });
   return n;
@@ -715,7 +715,7 @@ const PROP_CONFIGS = [
   { name: '64K ias 42', bitmap: BM_64K, ias: 42, oas: 48 },
 ];
 
-function geoOf(pt: IoPgtableArmS2, cfg: IoPgtableCfg): Geo {
+function geoOf(pt: IoPgtableArm, cfg: IoPgtableCfg): Geo {
   const sizes: number[] = [];
   for (let l = 3; l >= pt.startLevel; l--) if (Math.floor(cfg.pgsizeBitmap / pt.blockSize(l)) % 2 === 1) sizes.push(pt.blockSize(l));
   return { start: pt.startLevel, ptes: pt.ptesPerTable, pgdEntries: pt.geometry.pgdEntries, sizes, ias: cfg.ias, oas: cfg.oas, bs: (l) => pt.blockSize(l) };

@@ -1,6 +1,7 @@
 /**
- * io-pgtable-arm, ARM_64_LPAE_S2 format (drivers/iommu/io-pgtable-arm.c), over PhysicalMemory:
- * geometry and VTCR (stage2-pgtable.md §3.2), PTE construction (§3.3), map_pages (§3.4),
+ * io-pgtable-arm, ARM_64_LPAE_S2 and ARM_64_LPAE_S1 formats (drivers/iommu/io-pgtable-arm.c), over
+ * PhysicalMemory: geometry and VTCR / TCR (stage2-pgtable.md §3.2), PTE construction (§3.3; the
+ * S1 branch of arm_lpae_prot_to_pte for the host's DMA domains, issue 13), map_pages (§3.4),
  * unmap_pages with the current behaviour and, behind `splitOnUnmap`, the ≤ 6.13 block split
  * (§3.5), lookup and walk (§3.6), the non-coherent SW_SYNC protocol (§3.7).
  *
@@ -64,6 +65,13 @@ const PTE_MEMATTR_NC = 0x5 << 2;
 const PTE_MEMATTR_DEV = 0x1 << 2;
 const PTE_MEMATTR_FWB_WB = 0x6 << 2;
 const PTE_HI_XN = 3 << (53 - 32);
+// Stage-1 only: AP[2] read-only (bit 7), AP[1] unprivileged (bit 6), nG (bit 11), AttrIndx (4:2).
+const PTE_S1_AP_RDONLY = 1 << 7;
+const PTE_S1_AP_UNPRIV = 1 << 6;
+const PTE_S1_NG = 1 << 11;
+/** ARM_LPAE_MAIR_ATTR_IDX_CACHE / _DEV in AttrIndx; NC is index 0. */
+const PTE_S1_ATTRIDX_CACHE = 1 << 2;
+const PTE_S1_ATTRIDX_DEV = 2 << 2;
 const PTE_HI_SW_SYNC = 1 << (55 - 32);
 /** split_blk_unmap keeps bits 11:2 and 54:53 of the block (§3.5); Contiguous (52) is dropped. */
 const PTE_ATTR_LO_MASK = 0x3ff << 2;
@@ -93,6 +101,24 @@ export interface IoPgtableS2Regs {
   readonly vtcr: IoPgtableS2Vtcr;
 }
 
+/** The TCR fields `arm_64_lpae_alloc_pgtable_s1` computes (what a CD's TCR half takes). */
+export interface IoPgtableS1Tcr {
+  /** TG0 encoding: 0 4K, 1 64K, 2 16K. */
+  readonly tg: number;
+  readonly sh: number;
+  readonly orgn: number;
+  readonly irgn: number;
+  /** IPS from oas. */
+  readonly ips: number;
+  /** T0SZ = 64 − ias. */
+  readonly tsz: number;
+}
+
+export interface IoPgtableS1Regs {
+  readonly ttbr: number;
+  readonly tcr: IoPgtableS1Tcr;
+}
+
 /** The driver's flush callbacks (`struct iommu_flush_ops`), cookie omitted. */
 export interface IommuFlushOps {
   tlbFlushAll(): void;
@@ -114,6 +140,7 @@ export interface IoPgtableCfg {
   coherentWalk: boolean;
   tlb: IommuFlushOps | null;
   s2?: IoPgtableS2Regs;
+  s1?: IoPgtableS1Regs;
 }
 
 export interface IoPgtableArmOptions {
@@ -144,6 +171,8 @@ export interface S2Geometry {
   /** Whether the mandatory-concatenation rule moved the start level down (§3.2). */
   readonly concatenated: boolean;
   readonly vtcr: IoPgtableS2Vtcr;
+  /** Which descriptor format the PTEs take (the S1 geometry never concatenates). */
+  readonly format: 's1' | 's2';
 }
 
 export interface S2CfgResult {
@@ -192,13 +221,18 @@ function isSafeNat(x: number): boolean {
  * cfg values alloc writes back, which Linux changes even when the allocation then fails.
  */
 export function computeS2Geometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitmap' | 'ias' | 'oas' | 'coherentWalk'>, kernelPageSize = SZ_4K): S2GeometryResult {
+  return computeLpaeGeometry(cfg, kernelPageSize, 's2');
+}
+
+function computeLpaeGeometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitmap' | 'ias' | 'oas' | 'coherentWalk'>, kernelPageSize: number, format: 's1' | 's2'): S2GeometryResult {
   const fail = (reason: string, r: S2CfgResult): S2GeometryResult => ({ ok: false, reason, ...r });
   const unchanged: S2CfgResult = { pgsizeBitmap: cfg.pgsizeBitmap, ias: cfg.ias, oas: cfg.oas };
   if (!isSafeNat(cfg.pgsizeBitmap) || !isSafeNat(cfg.ias) || !isSafeNat(cfg.oas)) {
     return fail('pgsize_bitmap, ias and oas must be non-negative integers', unchanged);
   }
-  if (andNot53(cfg.quirks >>> 0, IO_PGTABLE_QUIRK_ARM_S2FWB | IO_PGTABLE_QUIRK_NO_WARN) !== 0) {
-    return fail('S2 accepts only the ARM_S2FWB and NO_WARN quirks', unchanged);
+  const quirksOk = format === 's2' ? IO_PGTABLE_QUIRK_ARM_S2FWB | IO_PGTABLE_QUIRK_NO_WARN : S1_QUIRKS;
+  if (andNot53(cfg.quirks >>> 0, quirksOk) !== 0) {
+    return fail(format === 's2' ? 'S2 accepts only the ARM_S2FWB and NO_WARN quirks' : 'S1 accepts only the OUTER_WBWA and NO_WARN quirks here (NS, TTBR1 and HD are not modelled)', unchanged);
   }
   const r = restrictPgsizes(cfg.pgsizeBitmap, cfg.ias, cfg.oas, kernelPageSize);
   if (and53(r.pgsizeBitmap, SZ_4K + SZ_16K + SZ_64K) === 0) return fail('no 4K, 16K or 64K granule in pgsize_bitmap', r);
@@ -213,7 +247,7 @@ export function computeS2Geometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitm
   let pgdBits = vaBits - bitsPerLevel * (levels - 1);
   const granuleBytes = 2 ** pgShift;
   let concatenated = false;
-  if (concatMandatory(granuleBytes, startLevel, r.ias, r.oas)) {
+  if (format === 's2' && concatMandatory(granuleBytes, startLevel, r.ias, r.oas)) {
     if (2 ** pgdBits > S2_MAX_CONCAT_PAGES) return fail('mandatory concatenation would need more than 16 tables', r);
     pgdBits += bitsPerLevel;
     startLevel++;
@@ -237,7 +271,7 @@ export function computeS2Geometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitm
   return {
     ok: true,
     ...r,
-    geometry: { granule, pgShift, bitsPerLevel, levels, startLevel, pgdBits, pgdEntries, pgdBytes: 8 * pgdEntries, concatenated, vtcr },
+    geometry: { granule, pgShift, bitsPerLevel, levels, startLevel, pgdBits, pgdEntries, pgdBytes: 8 * pgdEntries, concatenated, vtcr, format },
   };
 }
 
@@ -245,7 +279,7 @@ export function computeS2Geometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitm
  * `alloc_io_pgtable_ops(ARM_64_LPAE_S2, cfg)`: returns null on any failure, like Linux. On
  * success `cfg` holds the restricted bitmap, clipped ias/oas, and `s2` (VTTBR, VTCR fields).
  */
-export function allocIoPgtableArmS2(cfg: IoPgtableCfg, memory: PhysicalMemory, allocator: TablePageAllocator, options: IoPgtableArmOptions = {}): IoPgtableArmS2 | null {
+export function allocIoPgtableArmS2(cfg: IoPgtableCfg, memory: PhysicalMemory, allocator: TablePageAllocator, options: IoPgtableArmOptions = {}): IoPgtableArm | null {
   const result = computeS2Geometry(cfg, options.kernelPageSize ?? SZ_4K);
   cfg.pgsizeBitmap = result.pgsizeBitmap;
   cfg.ias = result.ias;
@@ -256,8 +290,51 @@ export function allocIoPgtableArmS2(cfg: IoPgtableCfg, memory: PhysicalMemory, a
   const pgdAllocBytes = Math.max(result.geometry.pgdBytes, SZ_4K);
   const pgd = allocator.alloc(pgdAllocBytes);
   if (pgd === undefined) return null;
-  const pgtable = new IoPgtableArmS2(cfg, result.geometry, memory, allocator, options, pgd, pgdAllocBytes);
+  const pgtable = new IoPgtableArm(cfg, result.geometry, memory, allocator, options, pgd, pgdAllocBytes);
   cfg.s2 = { vttbr: pgd, vtcr: result.geometry.vtcr };
+  return pgtable;
+}
+
+/** Quirks of `arm_64_lpae_alloc_pgtable_s1` this model implements (NS, TTBR1 and HD are not modelled). */
+const S1_QUIRKS = IO_PGTABLE_QUIRK_ARM_OUTER_WBWA | IO_PGTABLE_QUIRK_NO_WARN;
+
+export type S1GeometryResult = S2GeometryResult & { readonly tcr?: IoPgtableS1Tcr };
+
+/**
+ * The S1 geometry (`arm_lpae_alloc_pgtable`, no concatenation) and its TCR
+ * (`arm_64_lpae_alloc_pgtable_s1`): coherent walks inner-shareable write-back write-allocate,
+ * others outer-shareable non-cacheable. The geometry's `vtcr` is unused for S1.
+ */
+export function computeS1Geometry(cfg: Pick<IoPgtableCfg, 'quirks' | 'pgsizeBitmap' | 'ias' | 'oas' | 'coherentWalk'>, kernelPageSize = SZ_4K): S1GeometryResult {
+  const r = computeLpaeGeometry(cfg, kernelPageSize, 's1');
+  if (!r.ok) return r;
+  const g = r.geometry;
+  const tcr: IoPgtableS1Tcr = {
+    tg: g.granule.tg0,
+    sh: cfg.coherentWalk ? 3 : 2,
+    irgn: cfg.coherentWalk ? 1 : 0,
+    orgn: cfg.coherentWalk || (cfg.quirks & IO_PGTABLE_QUIRK_ARM_OUTER_WBWA) !== 0 ? 1 : 0,
+    ips: g.vtcr.ps,
+    tsz: 64 - r.ias,
+  };
+  return { ...r, tcr };
+}
+
+/**
+ * `alloc_io_pgtable_ops(ARM_64_LPAE_S1, cfg)`: null on failure; on success `cfg.s1` holds the
+ * TTBR (the PGD) and the TCR fields.
+ */
+export function allocIoPgtableArmS1(cfg: IoPgtableCfg, memory: PhysicalMemory, allocator: TablePageAllocator, options: IoPgtableArmOptions = {}): IoPgtableArm | null {
+  const result = computeS1Geometry(cfg, options.kernelPageSize ?? SZ_4K);
+  cfg.pgsizeBitmap = result.pgsizeBitmap;
+  cfg.ias = result.ias;
+  cfg.oas = result.oas;
+  if (!result.ok || result.tcr === undefined) return null;
+  const pgdAllocBytes = Math.max(result.geometry.pgdBytes, SZ_4K);
+  const pgd = allocator.alloc(pgdAllocBytes);
+  if (pgd === undefined) return null;
+  const pgtable = new IoPgtableArm(cfg, result.geometry, memory, allocator, options, pgd, pgdAllocBytes);
+  cfg.s1 = { ttbr: pgd, tcr: result.tcr };
   return pgtable;
 }
 
@@ -280,7 +357,7 @@ export interface PgtableWalkResult {
  * values as Linux does; none throws for any content of the tables (a corrupted entry makes a walk
  * fail, see `strayFrees` and the `-EFAULT` choices), only use after `free()` throws.
  */
-export class IoPgtableArmS2 {
+export class IoPgtableArm {
   readonly cfg: IoPgtableCfg;
   readonly geometry: S2Geometry;
   /** Physical address of the top table (VTTBR). */
@@ -385,8 +462,21 @@ export class IoPgtableArmS2 {
     return level !== LAST_LEVEL && (lo & PTE_TYPE_MASK) === PTE_TYPE_TABLE;
   }
 
-  /** arm_lpae_prot_to_pte for S2, low half. IOMMU_PRIV has no S2 meaning and is ignored. */
+  /**
+   * arm_lpae_prot_to_pte, low half. S2: HAP from READ/WRITE, MemAttr; IOMMU_PRIV has no S2
+   * meaning and is ignored. S1: always nG (the domain's ASID), AP[2] for read-only, AP[1] unless
+   * PRIV, AttrIndx; note that S1 has no "no access" encoding — map_pages refuses prot 0.
+   */
   protLo(prot: number): number {
+    if (this.geometry.format === 's1') {
+      let s1 = PTE_S1_NG;
+      if ((prot & IOMMU_WRITE) === 0 && (prot & IOMMU_READ) !== 0) s1 |= PTE_S1_AP_RDONLY;
+      if ((prot & IOMMU_PRIV) === 0) s1 |= PTE_S1_AP_UNPRIV;
+      if ((prot & IOMMU_MMIO) !== 0) s1 |= PTE_S1_ATTRIDX_DEV;
+      else if ((prot & IOMMU_CACHE) !== 0) s1 |= PTE_S1_ATTRIDX_CACHE;
+      s1 |= (prot & IOMMU_CACHE) !== 0 ? PTE_SH_IS : PTE_SH_OS;
+      return (s1 | PTE_AF) >>> 0;
+    }
     let pte = 0;
     if ((prot & IOMMU_READ) !== 0) pte |= PTE_HAP_READ;
     if ((prot & IOMMU_WRITE) !== 0) pte |= PTE_HAP_WRITE;
@@ -460,8 +550,8 @@ export class IoPgtableArmS2 {
    * walkers skip the sync.
    */
   private installTable(table: number, ptep: number, curLo: number, curHi: number): boolean {
-    const newLo = (IoPgtableArmS2.pteLoFor(table) | PTE_TYPE_TABLE) >>> 0;
-    const newHi = IoPgtableArmS2.pteHiFor(table);
+    const newLo = (IoPgtableArm.pteLoFor(table) | PTE_TYPE_TABLE) >>> 0;
+    const newHi = IoPgtableArm.pteHiFor(table);
     if (!this.cmpxchg(ptep, curLo, curHi, newLo, newHi)) return false;
     if (this.coherent || (this.oldHi & PTE_HI_SW_SYNC) !== 0) return true;
     this.syncPte(ptep, 1);
@@ -474,7 +564,7 @@ export class IoPgtableArmS2 {
     const type = level === LAST_LEVEL ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
     for (let i = 0; i < n; i++) {
       const pa = paddr + i * size;
-      this.memory.store64(ptep + i * 8, (protLo | type | IoPgtableArmS2.pteLoFor(pa)) >>> 0, (protHi | IoPgtableArmS2.pteHiFor(pa)) >>> 0);
+      this.memory.store64(ptep + i * 8, (protLo | type | IoPgtableArm.pteLoFor(pa)) >>> 0, (protHi | IoPgtableArm.pteHiFor(pa)) >>> 0);
     }
     if (n > 0) this.syncPte(ptep, n);
   }
@@ -540,7 +630,7 @@ export class IoPgtableArmS2 {
     } else if (!this.coherent && (hi & PTE_HI_SW_SYNC) === 0) {
       this.syncPte(ptep, 1);
     }
-    if ((lo !== 0 || hi !== 0) && !IoPgtableArmS2.isLeaf(lo, level)) {
+    if ((lo !== 0 || hi !== 0) && !IoPgtableArm.isLeaf(lo, level)) {
       next = this.ioptePaddr(lo, hi);
     } else if (lo !== 0 || hi !== 0) {
       this.warnUnlessNoWarn('map: a block already covers the range');
@@ -558,7 +648,7 @@ export class IoPgtableArmS2 {
     for (let i = 0; i < n; i++) {
       if (!this.load(ptep + i * 8)) return -EFAULT;
       const lo = this.scratch.lo;
-      if (IoPgtableArmS2.isLeaf(lo, level)) {
+      if (IoPgtableArm.isLeaf(lo, level)) {
         this.warnUnlessNoWarn('map: a leaf already exists');
         return -EEXIST;
       }
@@ -621,7 +711,7 @@ export class IoPgtableArmS2 {
           this.warnUnlessNoWarn('unmap: empty entry');
           break;
         }
-        if (!IoPgtableArmS2.isLeaf(eLo, level)) {
+        if (!IoPgtableArm.isLeaf(eLo, level)) {
           // Unlink, make the walk caches forget it, and only then free the subtree.
           this.memory.store64(ptep + i * 8, 0, 0);
           this.syncPte(ptep + i * 8, 1);
@@ -636,7 +726,7 @@ export class IoPgtableArmS2 {
       }
       return i * size;
     }
-    if (IoPgtableArmS2.isLeaf(lo, level)) {
+    if (IoPgtableArm.isLeaf(lo, level)) {
       if (this.splitOnUnmap) return this.splitBlkUnmap(gather, iova, size, lo, hi, level + 1, ptep, count);
       this.warn('Unmap of a partial large IOPTE is not allowed');
       return 0;
@@ -703,7 +793,7 @@ export class IoPgtableArmS2 {
         if (!this.load(table + i * 8)) continue;
         const lo = this.scratch.lo;
         const hi = this.scratch.hi;
-        if ((lo === 0 && hi === 0) || IoPgtableArmS2.isLeaf(lo, level)) continue;
+        if ((lo === 0 && hi === 0) || IoPgtableArm.isLeaf(lo, level)) continue;
         this.freePgtable(level + 1, this.ioptePaddr(lo, hi));
       }
     }
@@ -724,10 +814,10 @@ export class IoPgtableArmS2 {
       if (!this.load(table + this.lvlIdx(iova, level) * 8)) return 0;
       const lo = this.scratch.lo;
       const hi = this.scratch.hi;
-      if (IoPgtableArmS2.isLeaf(lo, level)) {
+      if (IoPgtableArm.isLeaf(lo, level)) {
         return or53(this.ioptePaddr(lo, hi), iova % (this.blockSizes[level] as number));
       }
-      if (!IoPgtableArmS2.isTable(lo, level)) return 0;
+      if (!IoPgtableArm.isTable(lo, level)) return 0;
       table = this.ioptePaddr(lo, hi);
     }
     return 0;
@@ -744,8 +834,8 @@ export class IoPgtableArmS2 {
       const lo = this.scratch.lo;
       const hi = this.scratch.hi;
       ptes[level] = u64(lo, hi);
-      if (IoPgtableArmS2.isLeaf(lo, level)) return { ret: 0, ptes };
-      if (!IoPgtableArmS2.isTable(lo, level)) return { ret: -EINVAL, ptes };
+      if (IoPgtableArm.isLeaf(lo, level)) return { ret: 0, ptes };
+      if (!IoPgtableArm.isTable(lo, level)) return { ret: -EINVAL, ptes };
       table = this.ioptePaddr(lo, hi);
     }
     return { ret: -EINVAL, ptes };
@@ -780,8 +870,8 @@ export class IoPgtableArmS2 {
       for (let i = 0; i < entries; i++) {
         if (this.memory.load64(table + i * 8, out) !== ACCESS_OK) continue;
         const { lo, hi } = out;
-        if (IoPgtableArmS2.isLeaf(lo, level)) visit.leaf?.(base + i * span, level, u64(lo, hi), this.ioptePaddr(lo, hi));
-        else if (IoPgtableArmS2.isTable(lo, level)) rec(this.ioptePaddr(lo, hi), level + 1, base + i * span);
+        if (IoPgtableArm.isLeaf(lo, level)) visit.leaf?.(base + i * span, level, u64(lo, hi), this.ioptePaddr(lo, hi));
+        else if (IoPgtableArm.isTable(lo, level)) rec(this.ioptePaddr(lo, hi), level + 1, base + i * span);
       }
     };
     rec(this.pgd, this.startLevel, 0);

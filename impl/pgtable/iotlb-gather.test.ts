@@ -34,7 +34,7 @@ import {
   SZ_4T,
   SZ_512M,
   SZ_64K,
-  type IoPgtableArmS2,
+  type IoPgtableArm,
   allocIoPgtableArmS2,
 } from './io-pgtable-arm.js';
 
@@ -240,7 +240,7 @@ interface MapCall {
   pgcount: number;
 }
 
-function s2Domain(): { pt: IoPgtableArmS2; domain: IommuDomainLike; calls: MapCall[]; pool: PagePool } {
+function s2Domain(): { pt: IoPgtableArm; domain: IommuDomainLike; calls: MapCall[]; pool: PagePool } {
   const memory = new PhysicalMemory([{ name: 'ram', kind: 'ram', base: 0x4000_0000, size: 0x400_0000 }]);
   const pool = new PagePool(memory, 0x4000_0000, 0x400_0000);
   const cfg = { quirks: IO_PGTABLE_QUIRK_NO_WARN, pgsizeBitmap: SZ_4K + SZ_2M + SZ_1G, ias: 48, oas: 48, coherentWalk: true, tlb: null };
@@ -260,7 +260,7 @@ function s2Domain(): { pt: IoPgtableArmS2; domain: IommuDomainLike; calls: MapCa
   return { pt, domain, calls, pool };
 }
 
-function leafSizes(pt: IoPgtableArmS2): number[] {
+function leafSizes(pt: IoPgtableArm): number[] {
   const sizes: number[] = [];
   pt.walkTree({ leaf: (_iova, level) => sizes.push(pt.blockSize(level)) });
   return sizes;

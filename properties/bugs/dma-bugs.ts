@@ -19,11 +19,15 @@ import { type EntryAccess, type EntryUpdateKind } from '../../impl/hyp/smmu-driv
 import { type IommuParts, type System } from '../../impl/system.js';
 import { type ScheduledHardware, type Step } from '../runner.js';
 import { knownFindingTrigger } from '../known-findings.js';
+import { type GenerationOptions } from '../arbitraries.js';
+import { COMBINED_ENTRY_TRIGGER } from '../host-domains.js';
 import { type InjectedBug, replace } from './ownership-bugs.js';
 
 export interface ZooBug extends InjectedBug {
   /** A short sequence that shows the bug (caught by `caughtBy` with the bug, clean without). */
   readonly trigger: readonly Step[];
+  /** What the zoo's search generates for this bug (host DMA domains for the nested bugs). */
+  readonly generation?: GenerationOptions;
   /** Hardware actions at the trigger's yield points (RunOptions.schedule). */
   readonly triggerSchedule?: readonly ScheduledHardware[];
 }
@@ -94,6 +98,17 @@ function rewriteIdmapTlbi(rewrite: (cmds: readonly Command[], sync: boolean, lea
   };
 }
 
+type ShadowSte = HypSmmuDriver['shadowSte'];
+
+/** The driver's STE shadowing replaced by `rewrite(hostWords, real)` (before boot). */
+function rewriteShadowSte(rewrite: (hostWords: Parameters<ShadowSte>[0], real: () => ReturnType<ShadowSte>) => ReturnType<ShadowSte>) {
+  return (sys: System): void => {
+    const driver = parts(sys).driver;
+    const real = driver.shadowSte.bind(driver);
+    replace(driver, 'shadowSte', (hostWords: Parameters<ShadowSte>[0]) => rewrite(hostWords, () => real(hostWords)));
+  };
+}
+
 /** Replaces the host stage-2 idmap hook (installed by bootIommu) by one that drops some calls. */
 function dropIdmapHookCalls(drop: (prot: number) => boolean) {
   return (sys: System): void => {
@@ -115,6 +130,31 @@ const mapThenReturn: Step[] = [
 ];
 
 export const DMA_BUGS: readonly ZooBug[] = [
+  {
+    name: 'nh-all-wrong-vmid',
+    description: 'the TLBI_NH_ALL after each stage-2 invalidation names VMID 1 instead of the idmap\'s VMID 0: the combined S1+S2 entries of the host\'s nested DMA domains survive a donation (issue 13)',
+    caughtBy: 'dma_isolation',
+    machine: 'small-smmu-no-ats',
+    inject: () => undefined,
+    afterBoot: rewriteIdmapTlbi((cmds, sync) => ({ cmds: cmds.map((c) => (c.kind === 'TLBI_NH_ALL' ? { ...c, vmid: 1 } : c)), sync, wait: true })),
+    trigger: COMBINED_ENTRY_TRIGGER,
+    generation: { hostDomains: true },
+  },
+  {
+    name: 's1-ste-shadowed-as-s2',
+    description: 'the re-shadow turns a host stage-1 STE into a stage-2 one instead of nested (Config 0b110, the host\'s CD ignored): DMA to an IOVA the host maps to its own page faults (issue 13)',
+    caughtBy: 'dma_availability',
+    machine: 'small-smmu-no-ats',
+    inject: rewriteShadowSte((_host, real) => {
+      const out = real();
+      if (typeof out === 'number' || decodeSte(out).config !== STE_CONFIG.NESTED) return out;
+      const w0 = out[0] as U64;
+      // Config is dword 0 bits 3:1: 0b111 → 0b110.
+      return [{ lo: (w0.lo & ~(1 << 1)) >>> 0, hi: w0.hi }, ...out.slice(1)];
+    }),
+    trigger: [...COMBINED_ENTRY_TRIGGER.slice(0, 2), { kind: 'dma', sid: 1, addr: 0x10_0000, access: 'write' }],
+    generation: { hostDomains: true },
+  },
   {
     name: 'tlbi-wrong-ttl',
     description: 'leaf TLBI_S2_IPA carries TTL = 2 (level 2) for 4K leaf entries: the level-3 TLB entry of the donated page survives',
@@ -199,15 +239,11 @@ export const DMA_BUGS: readonly ZooBug[] = [
     description: 'the re-shadow keeps a host bypass STE as bypass instead of stage-2 over the shadow idmap: the device reaches every page',
     caughtBy: 'dma_isolation',
     machine: 'small-smmu-no-ats',
-    inject: (sys) => {
-      const driver = parts(sys).driver;
-      const real = driver.shadowSte.bind(driver);
-      replace(driver, 'shadowSte', (hostWords: Parameters<typeof real>[0]) => {
-        const host = decodeSte(hostWords);
-        if (host.v && host.config === STE_CONFIG.BYPASS) return encodeSte(steFields({ ...host }));
-        return real(hostWords);
-      });
-    },
+    inject: rewriteShadowSte((hostWords, real) => {
+      const host = decodeSte(hostWords);
+      if (host.v && host.config === STE_CONFIG.BYPASS) return encodeSte(steFields({ ...host }));
+      return real();
+    }),
     trigger: [
       { kind: 'host_donate_hyp', pfn: P + 2, nrPages: 1 },
       { kind: 'dma', sid: 1, addr: (P + 2) * PAGE, access: 'read' },

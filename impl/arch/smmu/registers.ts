@@ -342,6 +342,22 @@ export function encodeIdr5(r: Idr5): number {
 }
 
 /** IDR5.OAS in bits. 0b111 is 56 bits (SMMUv3.4), which granule.ts's PS table stops short of. */
+/**
+ * `smmu_idr5_to_oas` / `smmu_idr5_to_pgsize`, the IDR5 helpers the hypervisor and the host driver
+ * share (v6 05/25): the OAS in bits (a reserved encoding reads as 48) and the page sizes of the
+ * supported granules (4 TiB blocks only with a 52-bit OAS).
+ */
+export function idr5Geometry(idr5: number): { readonly oas: number; readonly pgsizeBitmap: number } {
+  const r = decodeIdr5(idr5);
+  const oas = r.oas > 6 ? 48 : oasBits(r.oas);
+  let pgsizeBitmap = 0;
+  if (r.gran4k) pgsizeBitmap += 0x1000 + 0x20_0000 + 0x4000_0000;
+  if (r.gran16k) pgsizeBitmap += 0x4000 + 0x200_0000;
+  if (r.gran64k) pgsizeBitmap += 0x1_0000 + 0x2000_0000;
+  if (oas === 52) pgsizeBitmap += 2 ** 42;
+  return { oas, pgsizeBitmap };
+}
+
 export function oasBits(oasEncoding: number): number {
   if (oasEncoding === 7) return 56;
   const b = paSizeFromEncoding(oasEncoding);

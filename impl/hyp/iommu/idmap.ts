@@ -8,7 +8,7 @@
  */
 import { GRANULE_4K, LAST_LEVEL, levelSize } from '../../arch/granule.js';
 import { type PhysicalMemory } from '../../arch/physical-memory.js';
-import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IoPgtableArmS2, type IoPgtableCfg, allocIoPgtableArmS2 } from '../../pgtable/io-pgtable-arm.js';
+import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_READ, IOMMU_WRITE, type IoPgtableArm, type IoPgtableCfg, allocIoPgtableArmS2 } from '../../pgtable/io-pgtable-arm.js';
 import { iommuIotlbGatherInit } from '../../pgtable/iotlb-gather.js';
 import { PROT_R, PROT_RWX, PROT_W, WALK_LEAF } from '../../pgtable/kvm-pgtable.js';
 import { type TablePageAllocator } from '../../pgtable/page-allocator.js';
@@ -53,7 +53,7 @@ export function pkvmToIommuProt(prot: number): number {
 
 export class ShadowIdmap implements DmaStage2View {
   readonly name = 'shadow idmap';
-  readonly pgtable: IoPgtableArmS2;
+  readonly pgtable: IoPgtableArm;
   readonly cfg: IoPgtableCfg;
   /** `kvm_idmap_initialized`: set only when the snapshot walk succeeded. */
   initialized = false;

@@ -58,6 +58,12 @@ export interface DriverOptions {
   readonly atcInvalidation?: boolean;
   /** 'range' (posted); 'vmid': one TLBI_S12_VMALL for VMID 0 instead (v6 review 04/25). */
   readonly invalidation?: 'range' | 'vmid';
+  /**
+   * Leave out the TLBI_NH_ALL (VMID 0) + CMD_SYNC after each stage-2 range invalidation (design
+   * variant `no-tlbi-nh-after-s2`, issue 13): TLBI_S2_IPA is not required to remove the combined
+   * S1+S2 entries of the host's nested DMA domains (smmuv3-arch.md §3.3 Scope).
+   */
+  readonly noTlbiNhAfterS2?: boolean;
   /** GKI-style idmap: memory mapped with blocks, split on partial unmap (≤ 6.13 io-pgtable). */
   readonly idmapMemoryBlocks?: boolean;
   /** 'shadow-idmap' (posted) or 'host-stage2': the CPU stage-2 itself (v6 review 08/25). */
@@ -368,7 +374,8 @@ export class HypSmmuDriver implements IdmapTlbOps {
       const cmds = buildS2RangeInvalidation({ ril: this.features.rangeInvalidation, minPageShift: 12, fullInvalidationFallback: false }, 0, iova, size, granule, leaf);
       // WARN_ON(smmu_tlb_inv_range_smmu(...)) then WARN_ON(smmu_send_cmd(TLBI_NH_ALL vmid 0)).
       warnOnErr(this.inline(cmdq.issue(cmds, true)), 'smmu_tlb_inv_range: WARN_ON(smmu_tlb_inv_range_smmu)');
-      warnOnErr(this.inline(cmdq.send({ kind: 'TLBI_NH_ALL', vmid: 0 })), 'smmu_tlb_inv_range: WARN_ON(smmu_send_cmd(TLBI_NH_ALL))');
+      // posted v6-era: the combined entries of nested (host stage-1) streams, VMID 0.
+      if (this.options.noTlbiNhAfterS2 !== true) warnOnErr(this.inline(cmdq.send({ kind: 'TLBI_NH_ALL', vmid: 0 })), 'smmu_tlb_inv_range: WARN_ON(smmu_send_cmd(TLBI_NH_ALL))');
     }
     this.invalidateAtcs();
   }

@@ -11,9 +11,8 @@ import {
   decodeIdr0,
   decodeIdr1,
   decodeIdr3,
-  decodeIdr5,
+  idr5Geometry,
   decodeIidr,
-  oasBits,
 } from '../../arch/smmu/registers.js';
 
 /** IDR0.TTENDIAN 0b01 is reserved (0b00 mixed, 0b10 LE only, 0b11 BE only). */
@@ -72,7 +71,6 @@ export function probeSmmu(regs: IdRegisters, firmwareCoherent: boolean): ProbeRe
   const idr0 = decodeIdr0(regs.idr0);
   const idr1 = decodeIdr1(regs.idr1);
   const idr3 = decodeIdr3(regs.idr3);
-  const idr5 = decodeIdr5(regs.idr5);
   if (!firmwareCoherent) return { ok: false, errno: -EINVAL, reason: 'the hypervisor driver needs a coherent SMMU (FEAT_COHERENCY)' };
   // posted v6-era smmu_probe: no check of IDR0.TTF (the project's earlier AArch64 check is gone).
   const nesting = idr0.s1p && idr0.s2p && !nestingErratum(regs.iidr);
@@ -81,13 +79,7 @@ export function probeSmmu(regs: IdRegisters, firmwareCoherent: boolean): ProbeRe
   // big-endian-only SMMU is accepted although the hypervisor writes little-endian tables.
   if (idr0.ttendian === TTENDIAN_RESERVED) return { ok: false, errno: -ENXIO, reason: 'neither little- nor big-endian tables (TTENDIAN reserved)' };
   if (idr1.tablesPreset || idr1.queuesPreset || idr1.rel) return { ok: false, errno: -EINVAL, reason: 'embedded (preset) tables or queues are not supported' };
-  let oas = oasBits(idr5.oas);
-  if (idr5.oas > 6) oas = 48;
-  let pgsizeBitmap = 0;
-  if (idr5.gran4k) pgsizeBitmap += 0x1000 + 0x20_0000 + 0x4000_0000;
-  if (idr5.gran16k) pgsizeBitmap += 0x4000 + 0x200_0000;
-  if (idr5.gran64k) pgsizeBitmap += 0x1_0000 + 0x2000_0000;
-  if (oas === 52) pgsizeBitmap += 2 ** 42;
+  const { oas, pgsizeBitmap } = idr5Geometry(regs.idr5);
   const ias = Math.max((idr0.ttf & 1) !== 0 ? 40 : 0, oas);
   const sev = idr0.sev && !(decodeIidr(regs.iidr).productId === IIDR_PRODUCT_MMU600 && decodeIidr(regs.iidr).variant === 0 && decodeIidr(regs.iidr).revision <= 2);
   return {

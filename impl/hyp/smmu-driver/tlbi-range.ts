@@ -1,11 +1,14 @@
 /**
- * Stage-2 TLB invalidation commands for a range, as Linux builds them (`__arm_smmu_tlb_inv_range`,
- * smmuv3-arch.md §3.4), shared by the hypervisor driver: with FEAT_RANGE_INV one TLBI_S2_IPA per
+ * TLB invalidation commands for a range, as Linux builds them (`__arm_smmu_tlb_inv_range`,
+ * smmuv3-arch.md §3.4; the hypervisor shares the helper, v6 04/25 `arm_smmu_tlb_inv_build`):
+ * TLBI_S2_IPA for the hypervisor's idmap, TLBI_NH_VA (ASID, VMID 0) for the host's stage-1 DMA
+ * domains (impl/host/dma-domain.ts). with FEAT_RANGE_INV one TLBI_S2_IPA per
  * set 5-bit group of the page count (TG from the smallest page size, TTL for leaf invalidations
  * only, the non-leaf `num_pages` bump that avoids the reserved NUM = SCALE = TTL = 0); without it
  * one command per granule, or a whole-VMID invalidation when the range is too big.
  */
 import { type Command } from '../../arch/smmu/commands.js';
+import { u64 } from '../../arch/u64.js';
 
 export interface TlbiRangeFeatures {
   /** IDR3.RIL: range invalidation. */
@@ -20,6 +23,10 @@ export interface TlbiRangeFeatures {
 }
 
 type TlbiS2Ipa = Extract<Command, { kind: 'TLBI_S2_IPA' }>;
+type TlbiNhVa = Extract<Command, { kind: 'TLBI_NH_VA' }>;
+
+/** The command a range invalidation repeats: stage 2 by VMID, or stage 1 by ASID and VMID. */
+export type RangeInvalidationBase = { readonly kind: 'TLBI_S2_IPA'; readonly vmid: number } | { readonly kind: 'TLBI_NH_VA'; readonly vmid: number; readonly asid: number };
 
 function lowestSetBit(x: number): number {
   // x < 2^53 and non-zero here.
@@ -31,14 +38,23 @@ function lowestSetBit(x: number): number {
   return n;
 }
 
-/** The commands (without the final CMD_SYNC) that invalidate [iova, iova + size). */
+/** The stage-2 commands (without the final CMD_SYNC) that invalidate [iova, iova + size). */
 export function buildS2RangeInvalidation(features: TlbiRangeFeatures, vmid: number, iova: number, size: number, granule: number, leaf: boolean): Command[] {
+  return buildRangeInvalidation(features, { kind: 'TLBI_S2_IPA', vmid }, iova, size, granule, leaf);
+}
+
+/** The commands (without the final CMD_SYNC) that invalidate [iova, iova + size). */
+export function buildRangeInvalidation(features: TlbiRangeFeatures, base: RangeInvalidationBase, iova: number, size: number, granule: number, leaf: boolean): Command[] {
   if (size === 0) return [];
   const out: Command[] = [];
-  const base: TlbiS2Ipa = { kind: 'TLBI_S2_IPA', vmid, address: 0, num: 0, scale: 0, leaf, ttl128: false, ttl: 0, tg: 0 };
+  const make = (address: number, num: number, scale: number, ttl: number, tg: number): Command => {
+    const range = { num, scale, leaf, ttl128: false, ttl, tg };
+    if (base.kind === 'TLBI_S2_IPA') return { kind: 'TLBI_S2_IPA', vmid: base.vmid, address, ...range } satisfies TlbiS2Ipa;
+    return { kind: 'TLBI_NH_VA', vmid: base.vmid, asid: base.asid, address: u64(address % 2 ** 32, Math.floor(address / 2 ** 32)), ...range } satisfies TlbiNhVa;
+  };
   if (!features.ril) {
-    if (features.fullInvalidationFallback && size >= (granule / 8) * granule) return [{ kind: 'TLBI_S12_VMALL', vmid }];
-    for (let a = iova; a < iova + size; a += granule) out.push({ ...base, address: a });
+    if (features.fullInvalidationFallback && size >= (granule / 8) * granule) return [base.kind === 'TLBI_S2_IPA' ? { kind: 'TLBI_S12_VMALL', vmid: base.vmid } : { kind: 'TLBI_NH_ASID', vmid: base.vmid, asid: base.asid }];
+    for (let a = iova; a < iova + size; a += granule) out.push(make(a, 0, 0, 0, 0));
     return out;
   }
   const tg = features.minPageShift;
@@ -52,7 +68,7 @@ export function buildS2RangeInvalidation(features: TlbiRangeFeatures, vmid: numb
   while (a < end && numPages > 0) {
     const scale = lowestSetBit(numPages);
     const num = Math.floor(numPages / 2 ** scale) % 32;
-    out.push({ ...base, address: a, num: num - 1, scale, ttl, tg: tgField });
+    out.push(make(a, num - 1, scale, ttl, tgField));
     const range = num * 2 ** (scale + tg);
     numPages -= num * 2 ** scale;
     a += range;
