@@ -40,7 +40,7 @@ describe('verify CLI', () => {
       [['--seed', 'abc'], /--seed: expected an integer in \[0, 2\^32\)/],
       [['--machine', 'huge'], /--machine: expected one of default, small, small-smmu, small-smmu-no-ats, small-smmu-hide-ats, small-smmu-tight-s2-pool, got "huge"/],
       [['--bug', 'nope'], /--bug: unknown bug "nope" \(known: no-host-tlbi-on-donation/],
-      [['--design', 'v9'], /--design: unknown design "v9" \(known: v6-posted, v6-hardened, v6-hide-ats, v6-hide-ats-host-atschk, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated\)/],
+      [['--design', 'v9'], /--design: unknown design "v9" \(known: v6-posted, v6-hardened, v6-hide-ats, v6-hide-ats-host-atschk, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated, no-tlbi-nh-after-s2\)/],
       [['--runs', 'many'], /--runs: expected an integer in \[1, 1000000000\], got "many"/],
       [['--time', '0'], /--time: expected a number of seconds > 0/],
       [['--frobnicate'], /unknown option --frobnicate/],

@@ -71,7 +71,7 @@ describe('corpus format: a malformed file fails with its name and the path of th
     ['no-description.json', { ...good, provenance: { how: 'hand-written', date: '2026-11-21' } }, /no-description\.json: provenance\.description: expected one non-empty line/],
     ['two-lines.json', { ...good, provenance: { ...(good.provenance as object), description: 'a\nb' } }, /two-lines\.json: provenance\.description: expected one non-empty line/],
     ['typo.json', { ...good, desing: 'v6-posted' }, /typo\.json: desing: unknown field/],
-    ['bad-design.json', { ...good, design: 'v9' }, /bad-design\.json: design: expected a design variant: one of v6-posted, v6-hardened, v6-hide-ats, v6-hide-ats-host-atschk, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated, got "v9"/],
+    ['bad-design.json', { ...good, design: 'v9' }, /bad-design\.json: design: expected a design variant: one of v6-posted, v6-hardened, v6-hide-ats, v6-hide-ats-host-atschk, v6-atc-inv, vmid-wide-invalidation, block-idmap-with-split, shared-cpu-s2, shared-cpu-s2-prepopulated, no-tlbi-nh-after-s2, got "v9"/],
     ['bad-bug.json', { ...good, bug: 'nope' }, /bad-bug\.json: bug: expected an injected bug: one of no-host-tlbi-on-donation/],
     ['bad-config.json', { ...good, config: { ...(good.config as object), memory: [{ base: 3, size: 4096 }] } }, /bad-config\.json: config\.memory\.0\.base: expected a non-negative multiple of 4096, got 3/],
     ['bad-returns.json', { ...good, returns: ['0'] }, /bad-returns\.json: returns: expected one return value per operation \(20\), got 1/],

@@ -224,6 +224,7 @@ const SmmuConfigCodec = closedIntersection([
       linuxHitlessWriter: t.boolean,
       invalidateWhileDisabled: t.boolean,
       forceAtsCheck: t.boolean,
+      noTlbiNhAfterS2: t.boolean,
     }),
     hookPlacement: t.union([t.literal('set-owner-only'), t.literal('every-owner-change')]),
   }),
