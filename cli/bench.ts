@@ -1,28 +1,29 @@
 /**
- * `npm run bench [-- --json] [-- --quick]`: runs the benchmarks. Human-readable lines, and with
- * --json a last line holding one JSON object of named figures.
+ * `npm run bench [-- --json] [-- --quick]`: runs the benchmarks. Human-readable lines; with --json
+ * one JSON object of named figures is the only thing on stdout (the lines go to stderr), so the
+ * output can be piped or redirected into reports/out/bench.json. --quick runs a tenth of each
+ * workload (CI smoke figures, noisier).
  */
 import { benchCheckedOps } from '../bench/ownership.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
 import { defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
 
-const USAGE = 'usage: npm run bench -- [--json] [--quick]';
+const USAGE = `usage: npm run bench -- [--json] [--quick]
 
-function main(argv: string[]): number {
-  const known = new Set(['--json', '--quick', '--help']);
-  for (const arg of argv) {
-    if (!known.has(arg)) {
-      console.error(`unknown option ${arg}\n${USAGE}`);
-      return 2;
-    }
-  }
-  if (argv.includes('--help')) {
-    console.log(USAGE);
-    return 0;
-  }
-  const quick = argv.includes('--quick');
-  const figures: Record<string, number> = {};
+  --json    one JSON object of named figures on stdout (the human-readable lines go to stderr)
+  --quick   a tenth of each workload: a smoke run for CI, noisier figures`;
+
+export interface BenchIo {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+}
+
+/** The figures, by name (README "Benchmarks"). */
+export type BenchFigures = Record<string, number>;
+
+export function runBenchmarks(quick: boolean): BenchFigures {
+  const figures: BenchFigures = {};
   const setup = buildSparseTable();
   figures.walks_per_s = Math.round(benchWalks(setup, quick ? 400_000 : 4_000_000));
   figures.map_unmap_pairs_per_s = Math.round(benchMapUnmap(setup, quick ? 40_000 : 400_000));
@@ -31,9 +32,28 @@ function main(argv: string[]): number {
   figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
   figures.checked_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true));
-  for (const [name, value] of Object.entries(figures)) console.log(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);
-  if (argv.includes('--json')) console.log(JSON.stringify(figures));
+  return figures;
+}
+
+export function main(argv: readonly string[], io: BenchIo = { out: (l) => console.log(l), err: (l) => console.error(l) }, run: (quick: boolean) => BenchFigures = runBenchmarks): number {
+  const known = new Set(['--json', '--quick', '--help']);
+  for (const arg of argv) {
+    if (!known.has(arg)) {
+      io.err(`unknown option ${arg}\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (argv.includes('--help')) {
+    io.out(USAGE);
+    return 0;
+  }
+  const json = argv.includes('--json');
+  const figures = run(argv.includes('--quick'));
+  // With --json a pipe sees the JSON alone; the table is still shown on the terminal (stderr).
+  const human = json ? io.err : io.out;
+  for (const [name, value] of Object.entries(figures)) human(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);
+  if (json) io.out(JSON.stringify(figures));
   return 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] !== undefined && /bench\.[jt]s$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));

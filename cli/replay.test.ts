@@ -145,6 +145,36 @@ describe('replay CLI', () => {
     expect(text).toMatch(/⟂ at cmdq_prod_written: ats_translate sid 2, addr 0x40003000 → ATS success/);
   });
 
+  it('shows, under a DMA violation, each cache and ATC entry that reaches the page: its fill, the invalidations it survived, its end', () => {
+    const race = listCorpusFiles().find((f) => f.includes('atc-inv-before-tlbi-sync'))!;
+    expect(main([race])).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/\[dma_isolation\] device sid 2 ATC entry .*\n {8}⌁ SMMU cache and ATC entries reaching pfn 0x40003 \(for dma_isolation\):\n/);
+    expect(text).toMatch(/ {12}TLB vmid 0 IPA 0x40003000\+4K → PA 0x40003000 rw, level 3 \(4K granule\), walked for sid 1\n {14}filled at step 0 by dma of sid 1 \(read 0x40003000\)\n {14}removed at step 1 by TLBI_S2_IPA /);
+    expect(text).toMatch(/ {12}ATC of sid 2: 0x40003000\+4K → PA 0x40003000 rw\n {14}filled at step 1 by ATS translation request of sid 2 for 0x40003000\n {14}still cached at the end/);
+    expect(text).toMatch(/ {14}not removed by TLBI_S2_IPA .*leaf=true.* \(took effect at step 1\)/);
+    // The SMMU's state on an SMMU machine instead of "not observed": its configuration changes and the DMA mapping of each page.
+    expect(text).toMatch(/ {8}▸ SMMU: .*cached STE sid 1: s2 vmid 0 S2TTB 0x[0-9a-f]+ \(new\)/);
+    expect(text).toMatch(/✗ pfn 0x40003 +host OWNED→NOPAGE +hyp NOPAGE→OWNED +dma rw→unmapped +← dma_isolation/);
+    expect(text).not.toMatch(/not be observed|re-derived/);
+  });
+
+  it('--json carries the decoded step, the hypervisor commands, the interleaved actions and the cache entries of each violation', () => {
+    const race = listCorpusFiles().find((f) => f.includes('atc-inv-before-tlbi-sync'))!;
+    expect(main([race, '--json'])).toBe(0);
+    expect(out).toHaveLength(1);
+    const parsed = JSON.parse(out[0] as string) as {
+      results: { described: string; commands?: string[]; interleaved?: { at: string; described: string; detail: string }[] }[];
+      cacheEntries: { step: number; check: string; subject: string; entries: { cache: string; filled: { step: number; by: string }; kept: { command: string }[]; removed?: { by: string } }[] }[];
+    };
+    expect(parsed.results[1]?.described).toBe('pfn 0x40003, nrPages 1');
+    expect(parsed.results[1]?.commands?.[0]).toMatch(/^ATC_INV /);
+    expect(parsed.results[1]?.interleaved?.at(-1)).toEqual({ at: 'cmdq_prod_written', hw: { kind: 'ats_translate', sid: 2, addr: 0x4000_3000 }, described: 'sid 2, addr 0x40003000', detail: 'ATS success' });
+    const [c] = parsed.cacheEntries;
+    expect(c).toMatchObject({ step: 1, check: 'dma_isolation', subject: 'pfn 0x40003' });
+    expect(c?.entries.filter((e) => e.cache === 'atc' && e.removed === undefined).map((e) => e.filled)).toEqual([{ step: 1, by: 'ATS translation request of sid 2 for 0x40003000' }]);
+  });
+
   it('exits 1 with "expected verdict not reached" when a corpus file no longer shows its verdict or its recorded return codes', () => {
     // The forged Translated DMA of v6-atc-inv, replayed on v6-hide-ats (which removes it): no violation.
     const forged = listCorpusFiles().find((f) => f.endsWith('forged-translated-dma.json'))!;

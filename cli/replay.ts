@@ -12,7 +12,8 @@ import { type CorpusEntry, decodeCorpusEntry, verdictHolds, verdictText as verdi
 import { corpusProblems, entryRunOptions } from '../conformance/corpus.js';
 import { machineLabel } from '../conformance/machines.js';
 import { describeStep, retName } from '../conformance/names.js';
-import { type StepOp, allRecords, formatPageLines, traceOperations } from '../conformance/trace.js';
+import { historyLines } from '../conformance/cache-history.js';
+import { type StepOp, allRecords, formatPageLines, smmuChanges, traceOperations, violationCaches } from '../conformance/trace.js';
 import { readJsonInput } from '../conformance/input-file.js';
 import { decodeMachine, decodeOperations, decodeSchedule, shortJson } from '../properties/codecs.js';
 import { type MachineConfig, defaultMachine } from '../properties/machine.js';
@@ -115,13 +116,25 @@ export function main(argv: string[], options: RunOptions = {}): number {
   // codes when it records them): a "violates" file that no longer fails is the failure.
   const verdict = corpus === undefined ? { problems: [] as string[] } : { problems: corpusProblems(corpus, fired, result) };
   if (args.flags.has('json')) {
-    console.log(JSON.stringify({ results: result.steps.map((s) => ({ op: s.op, described: describeStep(s.op as unknown as { kind: string } & Record<string, unknown>), modelRet: s.modelRet, systemRet: s.systemRet })), violations }));
+    console.log(
+      JSON.stringify({
+        results: result.steps.map((s) => ({
+          op: s.op,
+          described: describeStep(s.op as unknown as { kind: string } & Record<string, unknown>),
+          modelRet: s.modelRet,
+          systemRet: s.systemRet,
+          ...(s.commands === undefined ? {} : { commands: s.commands }),
+          ...(s.interleaved === undefined ? {} : { interleaved: s.interleaved.map((a) => ({ at: a.at, hw: a.hw, described: describeStep(a.hw as unknown as { kind: string } & Record<string, unknown>), detail: a.detail })) }),
+        })),
+        violations,
+        // On an SMMU machine: per violated step, check and page (or stream), the cache and ATC entries that reach it, fill to removal.
+        ...(trace.caches === undefined ? {} : { cacheEntries: trace.steps.flatMap((st) => violationCaches(trace, st)) }),
+      }),
+    );
   } else {
     if (corpus !== undefined) {
       console.log(`corpus file: design ${corpus.design}${corpus.bug === undefined ? '' : `, test-only injected bug ${corpus.bug}`}; expected verdict: ${verdictText(corpus)} — ${corpus.provenance.description}`);
     }
-    if (!args.flags.has('brief') && !trace.systemStates) console.log('(the implementation could not be observed step by step: page lines show the model only)');
-    if (!args.flags.has('brief') && !trace.modelStatesExact) console.log('(model page states are re-derived from the operations and leave out ownership calls the hypervisor made itself)');
     if (result.failure !== undefined && result.failure.index < 0) for (const v of result.failure.violations) console.log(`boot  [${v.check}] ${v.message}`);
     for (const step of trace.steps) {
       const s = step.record;
@@ -134,8 +147,22 @@ export function main(argv: string[], options: RunOptions = {}): number {
       if ((s.commands?.length ?? 0) > 0) console.log(`        ▸ hypervisor commands: ${(s.commands ?? []).join('; ')}`);
       // The schedule's hardware actions at this step's yield points (a race's counterexample).
       for (const a of s.interleaved ?? []) console.log(`        ⟂ at ${a.at}: ${a.hw.kind} ${describeStep(a.hw as unknown as { kind: string } & Record<string, unknown>)} → ${a.detail}`);
-      if (!args.flags.has('brief')) for (const line of formatPageLines(step)) console.log(line);
+      if (!args.flags.has('brief')) {
+        const changes = smmuChanges(step);
+        if (changes.length > 0) console.log(`        ▸ SMMU: ${changes.join('; ')}`);
+        for (const line of formatPageLines(step)) console.log(line);
+      }
       for (const v of s.violations) console.log(`        [${v.check}] ${v.message}`);
+      if (!args.flags.has('brief')) {
+        for (const c of violationCaches(trace, step)) {
+          if (c.entries.length === 0) {
+            console.log(`        ⌁ no SMMU cache or ATC entry ${c.subject.startsWith('sid') ? 'of' : 'reaches'} ${c.subject} during the step`);
+            continue;
+          }
+          console.log(`        ⌁ SMMU cache and ATC entries ${c.subject.startsWith('sid') ? 'of' : 'reaching'} ${c.subject} (for ${c.check}):`);
+          for (const e of c.entries) for (const line of historyLines(e)) console.log(`            ${line}`);
+        }
+      }
     }
     if (corpus !== undefined) {
       const holds = verdictHolds(corpus.expect, fired);

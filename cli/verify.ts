@@ -2,8 +2,8 @@
  * `npm run verify`: a campaign of generated operation sequences against the implementation, with
  * every check after every step (ARCHITECTURE §8). Prints its base seed (rerun with --seed), a
  * progress line, the verdict per check, and where the result and any counterexample went. Each new
- * counterexample is shrunk and written to conformance/corpus/new/ as a corpus file. Exit 0 clean,
- * 1 violation, 2 usage error.
+ * counterexample is shrunk and written to conformance/corpus/new/ as a corpus file. With --json the
+ * result JSON is the only thing on stdout. Exit 0 clean, 1 violation, 2 usage error.
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
@@ -53,6 +53,8 @@ ${KNOWN_FINDINGS.map((f) => `                         ${f.name} (${f.check === '
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
+  --json               print the campaign result (the result file's JSON) on stdout, and
+                       everything else (settings, progress, verdicts, counterexamples) on stderr
   --help
 
 exit code: 0 no violation, 1 violation found, 2 usage error`;
@@ -90,12 +92,14 @@ interface Settings {
   readonly corpusDir: string;
   readonly resultsDir: string;
   readonly progressEverySeconds: number;
+  /** The result JSON on stdout, every other line on stderr (a pipe sees only the JSON). */
+  readonly json: boolean;
 }
 
 function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag', json: 'flag',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -174,6 +178,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       corpusDir: userPath(v.get('corpus-dir') ?? join(CORPUS_DIR, 'new')),
       resultsDir: userPath(v.get('results-dir') ?? DEFAULT_RESULTS_DIR),
       progressEverySeconds: progressEvery.value ?? 10,
+      json: args.flags.has('json'),
     },
   };
 }
@@ -299,8 +304,11 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   const s = parsed.settings;
   const machine = namedMachine(s.machineName);
   if (machine === undefined) return 2;
-  say(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
-  say(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
+  // With --json stdout carries the result alone: the human-readable lines go to stderr.
+  const human = s.json ? io.err : io.out;
+  const tell = (line: string) => void human.write(line + '\n');
+  tell(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
+  tell(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;
   let interrupts = 0;
@@ -313,22 +321,22 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   };
   if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, onSignal);
 
-  const tty = io.out.isTTY === true;
+  const tty = human.isTTY === true;
   let lastLine = 0;
   let progressShown = false;
   let knownPanics = 0;
   const onProgress = (p: CampaignProgress) => {
     knownPanics = p.knownPanics;
     if (tty) {
-      io.out.write(`\r\x1b[2K${progressText(p, s)}`);
+      human.write(`\r\x1b[2K${progressText(p, s)}`);
       progressShown = true;
     } else if (p.elapsedMs - lastLine >= s.progressEverySeconds * 1000) {
       lastLine = p.elapsedMs;
-      say(progressText(p, s));
+      tell(progressText(p, s));
     }
   };
   const endProgress = () => {
-    if (progressShown) io.out.write('\n');
+    if (progressShown) human.write('\n');
     progressShown = false;
   };
   let result: CampaignResult;
@@ -342,7 +350,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
         shouldStop: () => stop || io.shouldStop?.() === true,
         onCounterexample: (c) => {
           endProgress();
-          return writeCounterexample(c, s, now, io.corpusRoot ?? CORPUS_DIR, say);
+          return writeCounterexample(c, s, now, io.corpusRoot ?? CORPUS_DIR, tell);
         },
       },
     );
@@ -350,9 +358,9 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
     if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
   }
   endProgress();
-  if (!tty) say(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
-  for (const line of verdictLines(result, s)) say(line);
-  if (s.skipKnownFindings) say(`known panics: ${knownPanics} of ${result.runs} runs ended at a known finding's WARN site (counted in the result's panics: ${result.panics})`);
+  if (!tty) tell(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
+  for (const line of verdictLines(result, s)) tell(line);
+  if (s.skipKnownFindings) tell(`known panics: ${knownPanics} of ${result.runs} runs ended at a known finding's WARN site (counted in the result's panics: ${result.panics})`);
   const resultPath = join(s.resultsDir, resultFileName(result));
   try {
     mkdirSync(s.resultsDir, { recursive: true });
@@ -361,11 +369,12 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
     io.err.write(`cannot write ${resultPath}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
     return 2;
   }
-  say(`result: ${display(resultPath)}  (summary: npm run report -- --merge ${display(s.resultsDir)})`);
+  tell(`result: ${display(resultPath)}  (summary: npm run report -- --merge ${display(s.resultsDir)})`);
   if (result.counterexamples.length > 0) {
-    say(`counterexamples: ${result.counterexamples.map((c) => c.file ?? '(not written)').join(', ')}`);
-    if (s.bug === undefined) say('commit them with the fix: a corpus file under conformance/corpus/ is replayed by npm test (README "Regression corpus")');
+    tell(`counterexamples: ${result.counterexamples.map((c) => c.file ?? '(not written)').join(', ')}`);
+    if (s.bug === undefined) tell('commit them with the fix: a corpus file under conformance/corpus/ is replayed by npm test (README "Regression corpus")');
   }
+  if (s.json) io.out.write(resultText(result));
   return result.failedRuns > 0 ? 1 : 0;
 }
 

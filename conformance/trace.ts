@@ -1,19 +1,21 @@
 /**
  * A replay that also records, for every step, the model state and the abstracted system state
- * before and after, so a trace can show what happened to the pages an operation touched.
+ * before and after, so a trace can show what happened to the pages an operation touched; on a
+ * machine with an SMMU also the SMMU's registers and cached configuration, how the DMA stage-2
+ * maps each page, and the life of every cache and ATC entry (conformance/cache-history.ts).
  *
- * The runner has no per-step hook, and properties/runner.ts is not ours to change: the system is
- * observed through the runner's `inject` hook, by wrapping `hyp.run` (every operation is exactly
- * one hypercall driven by it, see properties/execute.ts). If that ever stops holding, the count of
- * snapshots no longer matches the steps and the trace says the system states are unavailable
- * rather than pairing them with the wrong steps. Model states are re-derived with `apply`.
+ * The states come from the runner's step observer (RunOptions.steps): the runner's own model
+ * (ownership calls the hypervisor made itself included) and the system it ran, around every step,
+ * hardware and host-driver steps included.
  */
 import { P, match } from 'ts-pattern';
 import { type ModelState, type Operation, OPERATION_KINDS, apply, guestState, hostState, hypState, initialState, leafAt, pinCount, shareCountOf } from '../model/index.js';
-import { abstractState, diffStates } from '../properties/abstraction.js';
+import { abstractState } from '../properties/abstraction.js';
 import { type MachineConfig, toModelConfig } from '../properties/machine.js';
-import { type RunOptions, type RunResult, type StepRecord, runOperations } from '../properties/runner.js';
+import { type RunOptions, type RunResult, type StepObserver, type StepRecord, runOperations } from '../properties/runner.js';
+import { type RegName } from '../impl/arch/smmu/registers.js';
 import { type System } from '../impl/system.js';
+import { CacheHistory, type EntryHistory } from './cache-history.js';
 
 /** Pages a trace line lists per step; a 512-page block share shows its first pages. */
 export const MAX_PAGES_PER_STEP = 4;
@@ -35,6 +37,14 @@ export interface StatePair {
   readonly after: ModelState;
 }
 
+/** What the SMMU acts on after a step (machines with an SMMU). */
+export interface SmmuState {
+  /** Registers, the host's view of the emulated SMMU and the cached STEs, one "name: value" line each. */
+  readonly lines: readonly string[];
+  /** How the DMA stage-2 (shadow idmap or shared host stage-2) maps each page watched so far: "rw", "r-", "-w" or "unmapped". */
+  readonly dma: ReadonlyMap<number, string>;
+}
+
 export interface TraceStep {
   readonly record: StepRecord;
   /** Pages to show: named by the operation, changed by it, or named by a violation. */
@@ -44,21 +54,17 @@ export interface TraceStep {
   /** Pages named by this step's violation messages, per check. */
   readonly violationPages: readonly { readonly check: string; readonly pfn: number }[];
   readonly model: StatePair;
+  /** Undefined when the abstraction could not read the system (a half-written table after a panic). */
   readonly system: StatePair | undefined;
+  readonly smmu: { readonly before: SmmuState; readonly after: SmmuState } | undefined;
 }
 
 export interface Trace {
   readonly machine: MachineConfig;
   readonly steps: readonly TraceStep[];
   readonly result: RunResult;
-  /** False when the system could not be observed step by step (see the file comment). */
-  readonly systemStates: boolean;
-  /**
-   * False when re-applying the operations to the model does not end where the runner's model
-   * ended (the hypervisor made ownership calls of its own, e.g. an SMMU driver at boot): the
-   * model columns then leave those calls out.
-   */
-  readonly modelStatesExact: boolean;
+  /** Every SMMU cache and ATC entry of the run, fill to removal (machines with an SMMU). */
+  readonly caches: CacheHistory | undefined;
 }
 
 /** A step of a run: an ownership operation, or (with an SMMU) a hardware or host-driver action. */
@@ -192,52 +198,88 @@ export function pagesInMessage(message: string): number[] {
   return [...message.matchAll(/pfn 0x([0-9a-f]+)/gi)].map((m) => Number.parseInt(m[1] as string, 16));
 }
 
-function replace<T extends object, K extends keyof T>(target: T, key: K, value: T[K]): void {
-  Object.defineProperty(target, key, { value, configurable: true, writable: true });
+const REGISTERS_SHOWN: readonly RegName[] = ['CR0', 'CR0ACK', 'CR2', 'GBPA', 'IRQ_CTRL', 'GERROR', 'GERRORN', 'STRTAB_BASE', 'STRTAB_BASE_CFG', 'CMDQ_BASE', 'CMDQ_PROD', 'CMDQ_CONS', 'EVTQ_BASE', 'EVTQ_PROD', 'EVTQ_CONS', 'EVTQ_IRQ_CFG0', 'GERROR_IRQ_CFG0'];
+const CR0_BITS = ['SMMUEN', 'PRIQEN', 'EVTQEN', 'CMDQEN', 'ATSCHK'] as const;
+
+function cr0Text(v: number): string {
+  const names = CR0_BITS.filter((_, i) => (v & (1 << i)) !== 0);
+  return `0x${v.toString(16)}${names.length === 0 ? '' : ` (${names.join('|')})`}`;
+}
+
+function dmaText(t: { read: boolean; write: boolean } | undefined): string {
+  return t === undefined ? 'unmapped' : `${t.read ? 'r' : '-'}${t.write ? 'w' : '-'}`;
+}
+
+/** The SMMU's state a reviewer needs next to the page states: registers, the host's CR0, cached STEs, and the DMA stage-2 at `pages`. */
+export function smmuState(sys: System, pages: Iterable<number>): SmmuState | undefined {
+  const parts = sys.iommu;
+  if (parts === undefined) return undefined;
+  const smmu = parts.smmu;
+  const lines = REGISTERS_SHOWN.map((r) => `${r}: ${r === 'CR0' || r === 'CR0ACK' ? cr0Text(smmu.readRegister(r)) : `0x${smmu.readRegister(r).toString(16)}`}`);
+  lines.push(`host's CR0 (emulated): ${cr0Text(parts.driver.host.cr0)}`);
+  const stale = new Set(smmu.staleConfigEntries().map((e) => e.seq));
+  for (const e of smmu.configCacheEntries()) {
+    const old = stale.has(e.seq) ? ' — STALE: memory changed without CFGI' : '';
+    if (e.kind === 'ste') lines.push(`cached STE sid ${e.sid}: ${e.steKind}${e.s2 === undefined ? '' : ` vmid ${e.s2.vmid} S2TTB 0x${e.s2.ttb.toString(16)}`}${e.illegal === undefined ? '' : ` (ILLEGAL: ${e.illegal})`}${old}`);
+    else lines.push(`cached L1STD ${e.l1Index}: sids ${e.sidBase}–${e.sidBase + e.sidCount - 1} → 0x${e.l2ptr.toString(16)}${old}`);
+  }
+  lines.push(`cached translations: ${smmu.cachedTranslations().length} TLB, ${smmu.walkCacheEntries().length} walk cache, ${smmu.cachedS1Translations().length} stage-1 TLB; ATC ${[...parts.devices.values()].map((d) => `sid ${d.sid}: ${d.atcEntries().length}`).join(', ')}`);
+  const dma = new Map<number, string>();
+  const table = parts.dmaStage2;
+  for (const pfn of pages) dma.set(pfn, table === undefined ? 'no DMA stage-2' : dmaText(table.translate(pfn * 4096)));
+  return { lines, dma };
 }
 
 /** Runs like `npm run replay` (every check, continuing after violations) and records states. */
 export function traceOperations(machine: MachineConfig, ops: readonly StepOp[], options: RunOptions = {}): Trace {
   const config = toModelConfig(machine);
-  const snapshots: (ModelState | undefined)[] = [];
-  const snap = (sys: System) => {
+  const snap = (sys: System): ModelState | undefined => {
     try {
       return abstractState(sys, config);
     } catch {
       return undefined; // a half-written table after a panic: no view of that step
     }
   };
+  // states[0]: before step 0; states[i + 1]: after step i.
+  const states: { model: ModelState; system: ModelState | undefined; smmu: SmmuState | undefined }[] = [];
+  // Pages whose DMA mapping is recorded: every page a step named, changed or a violation named so far.
+  const watched = new Set<number>();
+  let caches: CacheHistory | undefined;
   const inject = (sys: System) => {
     options.inject?.(sys);
-    snapshots.push(snap(sys));
-    const run = sys.hyp.run.bind(sys.hyp);
-    replace(sys.hyp, 'run', (call: Parameters<typeof run>[0], onYield?: Parameters<typeof run>[1]) => {
-      try {
-        return run(call, onYield);
-      } finally {
-        snapshots.push(snap(sys));
-      }
-    });
+    caches = CacheHistory.attach(sys);
   };
-  const result = runOperations(machine, ops, { ...options, inject, continueAfterViolation: true });
-  const modelAfter = rederiveModel(initialState(config), result.steps.map((s) => s.op));
-  const modelStatesExact = diffStates(modelAfter.at(-1) ?? initialState(config), result.model).length === 0;
-  const systemStates = snapshots.length === result.steps.length + 1;
-  let modelBefore = initialState(config);
-  const steps = result.steps.map((record, i): TraceStep => {
-    const model = { before: modelBefore, after: modelAfter[i] ?? modelBefore };
-    modelBefore = model.after;
-    const sb = systemStates ? snapshots[i] : undefined;
-    const sa = systemStates ? snapshots[i + 1] : undefined;
-    const system = sb !== undefined && sa !== undefined ? { before: sb, after: sa } : undefined;
+  const steps: StepObserver = {
+    before: (index, system, model) => {
+      options.steps?.before?.(index, system, model);
+      if (caches !== undefined) caches.step = index;
+      if (states.length === 0) states.push({ model, system: snap(system), smmu: smmuState(system, watched) });
+    },
+    after: (record, system, model) => {
+      options.steps?.after?.(record, system, model);
+      const prev = states.at(-1);
+      const now = snap(system);
+      const pair = { before: prev?.model ?? model, after: model };
+      for (const pfn of [...namedPages(record.op, pair), ...changedPages(pair), ...(prev?.system !== undefined && now !== undefined ? changedPages({ before: prev.system, after: now }) : [])]) watched.add(pfn);
+      for (const v of record.violations) for (const pfn of pagesInMessage(v.message)) watched.add(pfn);
+      states.push({ model, system: now, smmu: smmuState(system, watched) });
+    },
+  };
+  const result = runOperations(machine, ops, { ...options, inject, steps, continueAfterViolation: true });
+  const traced = result.steps.map((record, i): TraceStep => {
+    const b = states[i];
+    const a = states[i + 1] ?? b;
+    const model = { before: b?.model ?? initialState(config), after: a?.model ?? initialState(config) };
+    const system = b?.system !== undefined && a?.system !== undefined ? { before: b.system, after: a.system } : undefined;
+    const smmu = b?.smmu !== undefined && a?.smmu !== undefined ? { before: b.smmu, after: a.smmu } : undefined;
     const violationPages = record.violations.flatMap((v) => pagesInMessage(v.message).map((pfn) => ({ check: v.check, pfn })));
     const changed = changedPages(model);
     const systemChanged = system === undefined ? [] : changedPages(system);
     const all = [...new Set([...violationPages.map((v) => v.pfn), ...namedPages(record.op, model), ...changed, ...systemChanged])];
     const limit = Math.max(MAX_PAGES_PER_STEP, new Set(violationPages.map((v) => v.pfn)).size);
-    return { record, pages: all.slice(0, limit), morePages: Math.max(0, all.length - limit), violationPages, model, system };
+    return { record, pages: all.slice(0, limit), morePages: Math.max(0, all.length - limit), violationPages, model, system, smmu };
   });
-  return { machine, steps, result, systemStates, modelStatesExact };
+  return { machine, steps: traced, result, caches };
 }
 
 function showField(label: string, a: string | number, b: string | number): string {
@@ -255,6 +297,61 @@ function showViews(before: PageView, after: PageView, all: readonly PageView[]):
   return parts.join('  ');
 }
 
+/** Streams a violation message names ("sid 3"): its configuration entries explain a coherence violation. */
+export function sidsInMessage(message: string): number[] {
+  return [...new Set([...message.matchAll(/\bsid (\d+)/g)].map((m) => Number(m[1])))];
+}
+
+/** Checks whose violations cached translations or configuration can explain. */
+const CACHE_EXPLAINED_CHECKS: ReadonlySet<string> = new Set(['dma_isolation', 'dma_during_hypercall', 'dma_availability', 'smmu_config_coherent']);
+
+export interface ViolationCaches {
+  readonly step: number;
+  readonly check: string;
+  /** "pfn 0x40001" or "sid 1": what the entries reach or belong to. */
+  readonly subject: string;
+  readonly entries: readonly EntryHistory[];
+}
+
+/**
+ * For each violation of the step, the SMMU cache and ATC entries that reach the page it names
+ * (and the configuration entries of a stream it names, for a coherence violation), cached at
+ * some point of the step, with their histories.
+ */
+export function violationCaches(trace: Trace, step: TraceStep): ViolationCaches[] {
+  const caches = trace.caches;
+  if (caches === undefined) return [];
+  const at = step.record.index;
+  const out = new Map<string, ViolationCaches>();
+  for (const v of step.record.violations) {
+    if (!CACHE_EXPLAINED_CHECKS.has(v.check)) continue;
+    const subjects = [
+      ...pagesInMessage(v.message).map((pfn) => ({ subject: `pfn 0x${pfn.toString(16)}`, entries: () => caches.reaching(pfn, at) })),
+      ...(v.check === 'smmu_config_coherent' ? sidsInMessage(v.message).map((sid) => ({ subject: `sid ${sid}`, entries: () => caches.ofStream(sid, at) })) : []),
+    ];
+    // Several messages of one check about one page (a TLB and an ATC entry) share one explanation.
+    for (const { subject, entries } of subjects) if (!out.has(`${v.check} ${subject}`)) out.set(`${v.check} ${subject}`, { step: at, check: v.check, subject, entries: entries() });
+  }
+  return [...out.values()];
+}
+
+/** SMMU state lines that changed in the step (queue pointers left out: they move on every command). */
+export function smmuChanges(step: TraceStep): string[] {
+  if (step.smmu === undefined) return [];
+  const key = (line: string) => line.slice(0, line.indexOf(':'));
+  const before = new Map(step.smmu.before.lines.map((l) => [key(l), l]));
+  const after = new Map(step.smmu.after.lines.map((l) => [key(l), l]));
+  const out: string[] = [];
+  for (const k of new Set([...before.keys(), ...after.keys()])) {
+    if (/_(PROD|CONS)$|^cached translations/.test(k)) continue;
+    const b = before.get(k);
+    const a = after.get(k);
+    if (b === a) continue;
+    out.push(a === undefined ? `${b} → gone` : b === undefined ? `${a} (new)` : `${k}: ${b.slice(k.length + 2)} → ${a.slice(k.length + 2)}`);
+  }
+  return out;
+}
+
 /**
  * Text lines under a step: each page with its states before→after; a second line when the
  * abstracted system disagrees with the model; a ✗ on pages a violation names.
@@ -270,7 +367,11 @@ export function formatPageLines(step: TraceStep): string[] {
     const hit = step.violationPages.filter((v) => v.pfn === pfn).map((v) => v.check);
     const mark = hit.length > 0 ? '✗' : '·';
     const tag = `pfn 0x${pfn.toString(16)}`.padEnd(18);
-    lines.push(`        ${mark} ${tag} ${showViews(mb, ma, views)}${hit.length > 0 ? `   ← ${[...new Set(hit)].join(', ')}` : ''}`);
+    // On an SMMU machine: how the DMA stage-2 maps the page, where that is known.
+    const db = step.smmu?.before.dma.get(pfn);
+    const da = step.smmu?.after.dma.get(pfn);
+    const dma = da === undefined ? '' : `  dma ${db === undefined || db === da ? da : `${db}→${da}`}`;
+    lines.push(`        ${mark} ${tag} ${showViews(mb, ma, views)}${dma}${hit.length > 0 ? `   ← ${[...new Set(hit)].join(', ')}` : ''}`);
     if (sb !== undefined && sa !== undefined && (!sameView(mb, sb) || !sameView(ma, sa))) {
       lines.push(`          ${'≠ impl'.padEnd(18)} ${showViews(sb, sa, views)}`);
     }

@@ -36,16 +36,24 @@ export interface StepRecord {
 }
 
 /**
+ * Called around every step: `before` with the model and system the step starts from, `after`
+ * with its record and the states it left (a panic's record included). Traces take their per-step
+ * states here (conformance/trace.ts); a run without one pays nothing.
+ */
+export interface StepObserver {
+  before?(index: number, system: System, model: ModelState): void;
+  after?(record: StepRecord, system: System, model: ModelState): void;
+}
+
+/**
  * Test-only fault injection (properties/sweep.ts, impl/fault-injection.ts). `firedDuring` says
  * whether the injected fault fired during the step just run; if it did and the step returned an
  * errno other than the model's, that errno is taken as the step's result and the model state is
  * left as it was (an error must change nothing; the sweep compares the concrete state itself,
  * so `error_changes_nothing` is not run on that step).
  */
-export interface FaultObserver {
-  before?(index: number, system: System): void;
+export interface FaultObserver extends StepObserver {
   firedDuring(index: number): boolean;
-  after?(record: StepRecord, system: System): void;
 }
 
 export interface RunResult {
@@ -89,6 +97,8 @@ export interface RunOptions {
   readonly faults?: FaultObserver;
   /** Record the commands the hypervisor issues in each step (StepRecord.commands): traces only. */
   readonly traceCommands?: boolean;
+  /** Told of every step with the states around it (traces). */
+  readonly steps?: StepObserver;
 }
 
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
@@ -268,7 +278,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   };
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
-    options.faults?.before?.(index, system);
+    options.faults?.before?.(index, system, model);
+    options.steps?.before?.(index, system, model);
     if (isHardwareOperation(step)) {
       const violations: Violation[] = [];
       const pre = model;
@@ -282,7 +293,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
         if (!(e instanceof HypervisorPanic)) throw e;
         const record: StepRecord = { index, op: step, modelRet: 0, systemRet: 'panic', violations: checks.has('no_host_triggered_panic') ? panicViolations(e, step, options) : [], panicSite: e.site };
         steps.push(record);
-        options.faults?.after?.(record, system);
+        options.faults?.after?.(record, system, model);
+        options.steps?.after?.(record, system, model);
         if (record.violations.length > 0) failure ??= record;
         break;
       } finally {
@@ -301,7 +313,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       }
       const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving), ...commandsOf() };
       steps.push(record);
-      options.faults?.after?.(record, system);
+      options.faults?.after?.(record, system, model);
+      options.steps?.after?.(record, system, model);
       if (violations.length > 0 && failure === undefined) {
         failure = record;
         if (options.continueAfterViolation !== true) break;
@@ -357,7 +370,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving), ...commandsOf() };
     steps.push(record);
-    options.faults?.after?.(record, system);
+    options.faults?.after?.(record, system, model);
+    options.steps?.after?.(record, system, model);
     if (violations.length > 0 && failure === undefined) {
       failure = record;
       if (options.continueAfterViolation !== true) break;

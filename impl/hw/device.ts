@@ -14,6 +14,7 @@
 import { ACCESS_OK, type PhysicalMemory, READ_ABORT } from '../arch/physical-memory.js';
 import { type EventRecord } from '../arch/smmu/events.js';
 import { type AtcInvalidation, type AtsEndpoint, type AtsResponse } from './smmu/ats.js';
+import { type CacheObserver } from './smmu/cache-observer.js';
 import { type AbortReason, type DmaAccess, type Smmu, type TranslateOutcome, type TranslationVia } from './smmu/smmu.js';
 
 export type DmaOutcome =
@@ -52,6 +53,8 @@ export class DmaDevice implements AtsEndpoint {
   private atc: AtcEntry[] = [];
   /** ATS Invalidate Requests received (completed or not). */
   invalidationsReceived = 0;
+  /** Told of every ATC fill and removal (traces only; conformance/cache-history.ts). */
+  atcObserver: CacheObserver | null = null;
 
   constructor(
     private readonly smmu: Smmu,
@@ -74,8 +77,10 @@ export class DmaDevice implements AtsEndpoint {
     if (!this.ats) return { kind: 'ur', reason: 'the device does not implement ATS' };
     const response = this.smmu.atsTranslationRequest(this.sid, addr);
     if (response.kind === 'success' && (response.read || response.write)) {
-      this.atc = this.atc.filter((e) => !(e.base === response.base && e.size === response.size));
-      this.atc.push({ base: response.base, size: response.size, pa: response.pa, read: response.read, write: response.write });
+      this.atc = this.keepAtc((e) => !(e.base === response.base && e.size === response.size));
+      const entry = { base: response.base, size: response.size, pa: response.pa, read: response.read, write: response.write };
+      this.atc.push(entry);
+      this.atcObserver?.filled({ cache: 'atc', sid: this.sid, entry });
     }
     return response;
   }
@@ -109,8 +114,18 @@ export class DmaDevice implements AtsEndpoint {
     // Entries cached without a PASID are only hit by invalidations without one.
     if (inv.ssv) return true;
     const end = inv.base + inv.size;
-    this.atc = this.atc.filter((e) => !(e.base < end && inv.base < e.base + e.size));
+    this.atc = this.keepAtc((e) => !(e.base < end && inv.base < e.base + e.size));
     return true;
+  }
+
+  private keepAtc(keep: (e: AtcEntry) => boolean): AtcEntry[] {
+    const observer = this.atcObserver;
+    if (observer === null) return this.atc.filter(keep);
+    return this.atc.filter((entry) => {
+      if (keep(entry)) return true;
+      observer.dropped({ cache: 'atc', sid: this.sid, entry });
+      return false;
+    });
   }
 
   /** The device's cached translations (plain data). */

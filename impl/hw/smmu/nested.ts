@@ -21,6 +21,7 @@ import { type CommandOf } from '../../arch/smmu/commands.js';
 import { type U64 } from '../../arch/u64.js';
 import { granuleIndex } from './stream-table.js';
 import { type AddressHolder, bucketKey } from './tlb.js';
+import { type CacheObserver } from './cache-observer.js';
 
 /** Everything a stage-1 walk of CD 0 needs, computed when the CD is fetched. */
 export interface S1Context {
@@ -173,7 +174,7 @@ function log2(size: number): number {
   return Math.round(Math.log2(size));
 }
 
-function unlink<E extends { next: E | null; size: number }>(maps: Map<number, E>[], counts: Int32Array, pred: (e: E) => boolean): number {
+function unlink<E extends { next: E | null; size: number }>(maps: Map<number, E>[], counts: Int32Array, pred: (e: E) => boolean, onRemoved: ((e: E) => void) | null = null): number {
   let removed = 0;
   for (const map of maps) {
     if (map.size === 0) continue;
@@ -186,6 +187,7 @@ function unlink<E extends { next: E | null; size: number }>(maps: Map<number, E>
           removed++;
           const k = log2(e.size);
           counts[k] = (counts[k] as number) - 1;
+          onRemoved?.(e);
         } else {
           e.next = null;
           if (tail === null) newHead = e;
@@ -207,6 +209,10 @@ export class S1Caches {
   tlbSize = 0;
   walkSize = 0;
   hitCount = 0;
+  /** Told of every fill and removal (traces only; Smmu.observeCaches). */
+  observer: CacheObserver | null = null;
+  private readonly tlbDropped = (entry: S1TlbEntry): void => this.observer?.dropped({ cache: 's1_tlb', entry });
+  private readonly walkDropped = (entry: S1WalkEntry): void => this.observer?.dropped({ cache: 's1_walk', entry });
 
   space(vmid: number): S1Space {
     let s = this.spaces.get(vmid);
@@ -243,7 +249,7 @@ export class S1Caches {
     const k = log2(size);
     const map = space.tlb[k] as Map<number, S1TlbEntry>;
     const key = bucketKey(Math.floor(base / size));
-    if (replace) this.tlbSize -= unlink([map], space.tlbCount, (e) => e.base === base && (e.global || e.asid === asid));
+    if (replace) this.tlbSize -= unlink([map], space.tlbCount, (e) => e.base === base && (e.global || e.asid === asid), this.observer === null ? null : this.tlbDropped);
     let tail: S1TlbEntry | null = null;
     for (let e = map.get(key) ?? null; e !== null; e = e.next) {
       if (e.base === base && e.asid === asid && e.global === global && e.pa === pa && e.s1Perms === s1Perms && e.s2Perms === s2Perms) return null;
@@ -254,6 +260,7 @@ export class S1Caches {
     else tail.next = entry;
     space.tlbCount[k] = (space.tlbCount[k] as number) + 1;
     this.tlbSize++;
+    this.observer?.filled({ cache: 's1_tlb', entry });
     return entry;
   }
 
@@ -287,18 +294,21 @@ export class S1Caches {
     else tail.next = entry;
     space.wcCount[k] = (space.wcCount[k] as number) + 1;
     this.walkSize++;
+    this.observer?.filled({ cache: 's1_walk', entry });
   }
 
   removeTlbWhere(pred: (e: S1TlbEntry) => boolean): number {
     let removed = 0;
-    for (const s of this.spaces.values()) removed += unlink(s.tlb, s.tlbCount, pred);
+    const onRemoved = this.observer === null ? null : this.tlbDropped;
+    for (const s of this.spaces.values()) removed += unlink(s.tlb, s.tlbCount, pred, onRemoved);
     this.tlbSize -= removed;
     return removed;
   }
 
   removeWalkWhere(pred: (e: S1WalkEntry) => boolean): number {
     let removed = 0;
-    for (const s of this.spaces.values()) removed += unlink(s.wc, s.wcCount, pred);
+    const onRemoved = this.observer === null ? null : this.walkDropped;
+    for (const s of this.spaces.values()) removed += unlink(s.wc, s.wcCount, pred, onRemoved);
     this.walkSize -= removed;
     return removed;
   }

@@ -50,6 +50,7 @@ import { CERROR_ABT, CERROR_ATC_INV_SYNC, CERROR_ILL, GERROR_BIT, REG, type RegN
 import { S1DSS_BYPASS, S1DSS_SSID0, type Ste, type SteCheckFeatures, type SteKind, l1stdL2Entries, l1stdSpanValid } from '../../arch/smmu/ste.js';
 import { type U64, u64, u64ToHex } from '../../arch/u64.js';
 import { type AtcInvalidation, type AtsEndpoint, type AtsResponse, atcInvalidationOf } from './ats.js';
+import { type CacheObserver, type RemovalCause } from './cache-observer.js';
 import { ConfigCache } from './config-cache.js';
 import { EventQueue, type EventDelivery, type SmmuSignals, newSignals } from './event-queue.js';
 import { SmmuWriteLog } from './write-log.js';
@@ -439,6 +440,7 @@ export class Smmu implements MmioHandler {
   private s1Global = false;
   private cdEntry: CdCacheEntry | null = null;
   private cdFetchAddr = 0;
+  private cacheObserver: CacheObserver | null = null;
 
   constructor(
     private readonly memory: PhysicalMemory,
@@ -623,7 +625,7 @@ export class Smmu implements MmioHandler {
         }
         l1 = makeL1Entry(l1Index, g.split, this.scratch.lo, this.scratch.hi, l1Addr, this.seq++);
         // Permissive (QEMU) re-reads the L1STD on every configuration miss.
-        if (fill && !this.permissive) this.config.l1.set(l1Index, l1);
+        if (fill && !this.permissive) this.config.putL1(l1Index, l1);
       }
       if (!l1stdSpanValid(l1.span, g.split)) return CFG_BAD_STREAMID;
       const l2Index = sid % sidCount;
@@ -636,7 +638,7 @@ export class Smmu implements MmioHandler {
       return CFG_STE_FETCH;
     }
     const entry = makeSteEntry(sid, this.steWords.slice(), this.steFeatures, steAddr, this.seq++);
-    if (fill && (!this.permissive || entry.kind !== 'invalid')) this.config.stes.set(sid, entry);
+    if (fill && (!this.permissive || entry.kind !== 'invalid')) this.config.putSte(sid, entry);
     this.cfgEntry = entry;
     return CFG_OK;
   }
@@ -913,7 +915,7 @@ export class Smmu implements MmioHandler {
     const illegal = reason ?? (s1 === null ? 'stage-1 walk parameters unusable' : undefined);
     if (this.permissive && s1 !== null && ctx2 !== null && !s1.epd0 && this.s2Resolve(ctx2, s1.ttb, sid) === WALK_OK) s1.ttbPa = this.s2Pa + (s1.ttb - this.s2Base);
     const ce: CdCacheEntry = { sid, words, cd, illegal, s1, fetchAddr: cdPa, seq: this.seq++ };
-    if (!this.uncached && this.fills.config && (!this.permissive || illegal === undefined)) this.config.cds.set(sid, ce);
+    if (!this.uncached && this.fills.config && (!this.permissive || illegal === undefined)) this.config.putCd(sid, ce);
     return ce;
   }
 
@@ -1343,6 +1345,10 @@ export class Smmu implements MmioHandler {
 
   /** Drops cached entries (capacity evictions, chosen by the runner). Returns how many. */
   evict(selector: EvictSelector): number {
+    return this.observed({ kind: 'evict' }, () => this.evictEntries(selector));
+  }
+
+  private evictEntries(selector: EvictSelector): number {
     return match(selector)
       .with(
         { cache: 'all' },
@@ -1377,16 +1383,10 @@ export class Smmu implements MmioHandler {
   private evictConfig(where: (e: ConfigCacheEntryInfo) => boolean): number {
     let removed = 0;
     for (const [sid, e] of [...this.config.stes.entries()]) {
-      if (where(this.steInfo(e))) {
-        this.config.stes.delete(sid);
-        removed++;
-      }
+      if (where(this.steInfo(e)) && this.config.dropSte(sid)) removed++;
     }
     for (const [index, e] of [...this.config.l1.entries()]) {
-      if (where(this.l1Info(e))) {
-        this.config.l1.delete(index);
-        removed++;
-      }
+      if (where(this.l1Info(e)) && this.config.dropL1(index)) removed++;
     }
     return removed;
   }
@@ -1537,6 +1537,10 @@ export class Smmu implements MmioHandler {
   }
 
   private applyInvalidation(cmd: Command): RemovedCounts {
+    return this.observed({ kind: 'command', command: cmd }, () => this.invalidate(cmd));
+  }
+
+  private invalidate(cmd: Command): RemovedCounts {
     const zero = { tlb: 0, walk: 0, config: 0, atcDelivered: 0, atcTimedOut: 0 };
     const all = (pred: (e: TlbEntry | WalkEntry) => boolean): RemovedCounts => ({
       ...zero,
@@ -1570,11 +1574,36 @@ export class Smmu implements MmioHandler {
       .with({ kind: 'CFGI_ALL' }, () => ({ ...zero, config: this.config.invalidateAll() }))
       // CFGI_CD (SID, SSID): the CD of that SSID (only CD 0 is cached); CFGI_CD_ALL: every CD of the
       // SID (§3.3). QEMU drops the whole decoded configuration of the SID for either (§7.1).
-      .with({ kind: 'CFGI_CD' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, this.permissive ? 0 : c.ssid) + (this.permissive && this.config.stes.delete(c.sid) ? 1 : 0) }))
-      .with({ kind: 'CFGI_CD_ALL' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, 0) + (this.permissive && this.config.stes.delete(c.sid) ? 1 : 0) }))
+      .with({ kind: 'CFGI_CD' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, this.permissive ? 0 : c.ssid) + (this.permissive && this.config.dropSte(c.sid) ? 1 : 0) }))
+      .with({ kind: 'CFGI_CD_ALL' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, 0) + (this.permissive && this.config.dropSte(c.sid) ? 1 : 0) }))
       .with({ kind: 'ATC_INV' }, (c) => (this.permissive ? zero : this.deliverAtcInvalidation(c)))
       .with({ kind: P.union('PREFETCH_CONFIG', 'PREFETCH_ADDR', 'PRI_RESP', 'RESUME', 'STALL_TERM', 'CMD_SYNC') }, () => zero)
       .exhaustive();
+  }
+
+  // --- Cache observation (traces) -----------------------------------------------------------
+
+  /**
+   * Reports every fill and removal of the TLB, walk caches and configuration cache to `observer`
+   * (null stops it), and brackets each invalidation and eviction while it takes effect. Traces
+   * only (conformance/cache-history.ts): what is cached and removed does not change.
+   */
+  observeCaches(observer: CacheObserver | null): void {
+    this.cacheObserver = observer;
+    this.caches.observer = observer;
+    this.s1caches.observer = observer;
+    this.config.observer = observer;
+  }
+
+  private observed<T>(cause: RemovalCause, run: () => T): T {
+    const observer = this.cacheObserver;
+    if (observer === null) return run();
+    observer.removing(cause);
+    try {
+      return run();
+    } finally {
+      observer.removed(cause);
+    }
   }
 
   // --- ATS ---------------------------------------------------------------------------------

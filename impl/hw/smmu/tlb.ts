@@ -13,6 +13,7 @@
  * integer, so no key boxing) and compare the full block base along the chain; per-level counts
  * let a lookup skip levels that hold nothing. No allocation on a lookup.
  */
+import { type CacheObserver } from './cache-observer.js';
 
 export const PERM_R = 1;
 export const PERM_W = 2;
@@ -82,7 +83,7 @@ export const PICK_OLDEST = 0;
 /** QEMU's order: from the start level down, so the largest block wins (§7.2). */
 export const PICK_LARGEST = 1;
 
-function unlinkWhere<E extends { next: E | null; level: number }>(maps: Map<number, E>[], counts: Int32Array, pred: (e: E) => boolean): number {
+function unlinkWhere<E extends { next: E | null; level: number }>(maps: Map<number, E>[], counts: Int32Array, pred: (e: E) => boolean, onRemoved: ((e: E) => void) | null = null): number {
   let removed = 0;
   for (const map of maps) {
     for (const [key, head] of [...map.entries()]) {
@@ -94,6 +95,7 @@ function unlinkWhere<E extends { next: E | null; level: number }>(maps: Map<numb
           removed++;
           const count = counts[e.level] as number;
           counts[e.level] = count - 1;
+          onRemoved?.(e);
         } else {
           e.next = null;
           if (tail === null) newHead = e;
@@ -116,6 +118,10 @@ export class TranslationCaches {
   walkSize = 0;
   /** Matches found by the last `lookupTlb`. */
   hitCount = 0;
+  /** Told of every fill and removal (traces only; Smmu.observeCaches). */
+  observer: CacheObserver | null = null;
+  private readonly tlbDropped = (entry: TlbEntry): void => this.observer?.dropped({ cache: 'tlb', entry });
+  private readonly walkDropped = (entry: WalkEntry): void => this.observer?.dropped({ cache: 'walk', entry });
 
   space(vmid: number, gIndex: number, spans: Float64Array): VmidSpace {
     const key = vmid * 4 + gIndex;
@@ -169,7 +175,7 @@ export class TranslationCaches {
       tail = e;
     }
     if (replace && head !== null) {
-      this.tlbSize -= unlinkWhere([map], space.tlbCount, (e) => e.base === base);
+      this.tlbSize -= unlinkWhere([map], space.tlbCount, (e) => e.base === base, this.observer === null ? null : this.tlbDropped);
       return this.insertTlb(space, level, base, size, pa, perms, sid, false);
     }
     const entry = new TlbEntry(space.vmid, space.gIndex, level, base, size, pa, perms, sid, this.seq++);
@@ -177,6 +183,7 @@ export class TranslationCaches {
     else tail.next = entry;
     space.tlbCount[level] = (space.tlbCount[level] as number) + 1;
     this.tlbSize++;
+    this.observer?.filled({ cache: 'tlb', entry });
     return entry;
   }
 
@@ -209,19 +216,22 @@ export class TranslationCaches {
     else tail.next = entry;
     space.wcCount[level] = (space.wcCount[level] as number) + 1;
     this.walkSize++;
+    this.observer?.filled({ cache: 'walk', entry });
     return entry;
   }
 
   removeTlbWhere(pred: (e: TlbEntry) => boolean): number {
     let removed = 0;
-    for (const s of this.spaces.values()) removed += unlinkWhere(s.tlb, s.tlbCount, pred);
+    const onRemoved = this.observer === null ? null : this.tlbDropped;
+    for (const s of this.spaces.values()) removed += unlinkWhere(s.tlb, s.tlbCount, pred, onRemoved);
     this.tlbSize -= removed;
     return removed;
   }
 
   removeWalkWhere(pred: (e: WalkEntry) => boolean): number {
     let removed = 0;
-    for (const s of this.spaces.values()) removed += unlinkWhere(s.wc, s.wcCount, pred);
+    const onRemoved = this.observer === null ? null : this.walkDropped;
+    for (const s of this.spaces.values()) removed += unlinkWhere(s.wc, s.wcCount, pred, onRemoved);
     this.walkSize -= removed;
     return removed;
   }
