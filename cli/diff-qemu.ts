@@ -12,7 +12,7 @@ import { formatReport, runCampaign } from '../conformance/qemu/campaign.js';
 import { QemuSession } from '../conformance/qemu/session.js';
 import { QEMU_INSTALL_HINT, qemuVersion } from '../conformance/qemu/qtest.js';
 import { type Trace, formatTrace, parseTrace } from '../conformance/qemu/trace.js';
-import { intOption, parseArgs } from './args.js';
+import { intOption, parseArgs, userPath } from './args.js';
 
 const HELP = `usage: npm run diff-qemu -- [--cases N] [--seed S] [--max-steps N] [--shards N] [--shrink-runs N] [--save FILE]
        npm run diff-qemu -- --trace FILE
@@ -63,7 +63,8 @@ export async function main(argv: readonly string[], io: Io, clock: () => number 
     if (!r.ok) return usage(r.error);
     ints[name] = r.value;
   }
-  const tracePath = parsed.values.get('trace');
+  const traceArg = parsed.values.get('trace');
+  const tracePath = traceArg === undefined ? undefined : userPath(traceArg);
   if (tracePath !== undefined && (ints.cases !== undefined || ints.seed !== undefined)) return usage('--trace replays one trace: it takes no --cases or --seed');
   // A trace file is checked before QEMU is looked for: misuse is exit 2 on any machine.
   let given: Trace | undefined;
@@ -116,7 +117,8 @@ export async function main(argv: readonly string[], io: Io, clock: () => number 
     },
   });
   io.out.write(`${formatReport(report).join('\n')}\n`);
-  const save = parsed.values.get('save');
+  const saveArg = parsed.values.get('save');
+  const save = saveArg === undefined ? undefined : userPath(saveArg);
   if (save !== undefined && report.failure !== undefined) {
     writeFileSync(save, JSON.stringify(report.failure.trace, null, 1));
     io.out.write(`shrunk trace written to ${save} (replay: npm run diff-qemu -- --trace ${save})\n`);

@@ -1,9 +1,11 @@
 /**
  * `npm run replay -- FILE.json [--json] [--html OUT.html] [--brief]`: runs the operations of FILE
- * on the model and on a freshly booted system, one line per operation (operation, model ret,
- * system ret, verdict), then, per page the operation touched, the page's states before→after
- * (host, hyp, pins, shares, guest leaves; a second line where the implementation disagrees), and
- * the violated checks with the page they name. FILE is a replay file (`{ "operations": [...],
+ * on the model and on a freshly booted system, one line per operation (operation, decoded
+ * arguments, model ret, system ret, verdict), the commands the hypervisor issued and the hardware
+ * actions at its yield points, then, per page the operation touched, the page's states
+ * before→after (host, hyp, pins, shares, guest leaves, the DMA stage-2 on an SMMU machine; a
+ * second line where the implementation disagrees), the violated checks with the page they name
+ * and, for a DMA violation, the life of every SMMU cache and ATC entry that reaches that page. FILE is a replay file (`{ "operations": [...],
  * "config"?: machine }`) or a corpus file (conformance/corpus-format.ts; its design and test-only
  * bug are applied). Exit 0 clean, 1 mismatch or violation, 2 usage error or a bad file.
  */
@@ -26,9 +28,12 @@ const USAGE = `usage: npm run replay -- FILE.json [--json] [--html OUT.html] [--
 FILE.json: { "operations": [ { "kind": "host_donate_hyp", "pfn": 262144, "nrPages": 1 }, ... ],
              "config": { ...optional machine, see README } }
            or a corpus file (conformance/corpus/, README "Regression corpus")
---json         print { "results": [{ "op", "modelRet", "systemRet" }], "violations": [...] }
---html OUT     also write a self-contained HTML timeline (steps × pages, coloured by owner)
---brief        one line per operation, without the page states
+--json         print { "results": [{ "op", "described", "modelRet", "systemRet", "commands"?,
+               "interleaved"? }], "violations": [...], "cacheEntries"? } and nothing else on stdout
+--html OUT     also write a self-contained HTML timeline (steps × pages, coloured by owner; 100
+               rows at a time, OUT.html#step=N opens step N)
+--brief        one line per operation (with its commands and scheduled actions), without the page
+               states, the SMMU lines and the cache histories
 exit code: a plain operation list: 0 clean, 1 mismatch or violation; a corpus file: 0 when its
 expected verdict (and its "returns", if recorded) is reached, 1 when not — "expected verdict not
 reached"; 2 usage error or bad file`;
