@@ -6,7 +6,7 @@
  */
 import { benchCheckedOps } from '../bench/ownership.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
-import { benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
+import { benchSmmuNestedTlbHits, benchSmmuNestedWalks, benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
 import { defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
 
 const USAGE = `usage: npm run bench -- [--json] [--quick]
@@ -29,6 +29,8 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.map_unmap_pairs_per_s = Math.round(benchMapUnmap(setup, quick ? 40_000 : 400_000));
   figures.smmu_tlb_hit_translations_per_s = Math.round(benchSmmuTlbHits(quick ? 1_000_000 : 10_000_000));
   figures.smmu_walk_translations_per_s = Math.round(benchSmmuWalks(quick ? 200_000 : 2_000_000));
+  figures.smmu_nested_tlb_hit_translations_per_s = Math.round(benchSmmuNestedTlbHits(quick ? 1_000_000 : 10_000_000));
+  figures.smmu_nested_walk_translations_per_s = Math.round(benchSmmuNestedWalks(quick ? 50_000 : 500_000));
   figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
   figures.checked_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true));
