@@ -1,14 +1,14 @@
 /**
  * `npm run zoo [-- --json] [--seed S] [--runs N] [--max-ops N] [--bug NAME]`: the bug zoo's kill
  * matrix (properties/zoo.ts) — every registered test-only bug × the check meant to catch it, with
- * runs and operations to first detection, the shrunk counterexample's length, and whether the
+ * runs, operations and wall-clock seconds to first detection, the shrunk counterexample's length, and whether the
  * same runs pass without the bug. The bugs no check catches yet (ESCAPING_BUGS) are listed after
  * the matrix as known findings. Exit 0 when every registered bug is caught and no clean run
  * fails, 1 otherwise (a bug escaped: a check got weaker), 2 on misuse.
  */
 import { ESCAPING_BUGS } from '../properties/bugs/dma-bugs.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
-import { ZOO_DEFAULTS, type ZooRow, type ZooSettings, formatZooMatrix, zooRow } from '../properties/zoo.js';
+import { ZOO_DEFAULTS, type ZooRow, type ZooSettings, formatZooMatrix, medianSecondsToDetection, zooRow } from '../properties/zoo.js';
 import { intOption, parseArgs, seedOption } from './args.js';
 
 const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N] [--bug NAME]
@@ -16,7 +16,8 @@ const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N
   --runs N      runs per bug before falling back to its hand-written trigger (default ${ZOO_DEFAULTS.runs})
   --max-ops N   operations per run (default ${ZOO_DEFAULTS.maxOps})
   --bug NAME    only this bug (${[...ALL_BUGS, ...ESCAPING_BUGS].map((b) => b.name).join(', ')})
-  --json        one JSON object (settings, rows, escaping) instead of the table
+  --json        one JSON object (settings, rows with secondsToDetection, escaping,
+                medianSecondsToDetection) instead of the table
 exit status: 0 every registered bug caught, 1 a bug escaped its check or a clean run failed, 2 misuse`;
 
 export interface ZooOutput {
@@ -51,7 +52,7 @@ export function main(argv: readonly string[], io: ZooOutput = { out: (l) => cons
   const escaping: ZooRow[] = pick(ESCAPING_BUGS).map((b) => zooRow(b, settings));
   const failed = rows.some((r) => !r.caught || !r.cleanPasses) || escaping.some((r) => !r.cleanPasses);
   if (args.flags.has('json')) {
-    io.out(JSON.stringify({ settings, rows, escaping }));
+    io.out(JSON.stringify({ settings, rows, escaping, medianSecondsToDetection: medianSecondsToDetection(rows) }));
   } else {
     if (rows.length > 0) io.out(formatZooMatrix(rows, settings));
     if (escaping.length > 0) {

@@ -5,7 +5,7 @@ import { OWNERSHIP_BUGS } from './bugs/ownership-bugs.js';
 import { type CheckName } from './checks.js';
 import { ALL_CHECKS, runOperations } from './runner.js';
 import { KNOWN_FINDINGS, notAKnownFinding } from './known-findings.js';
-import { ZOO_DEFAULTS, zooRow } from './zoo.js';
+import { ZOO_DEFAULTS, type ZooRow, formatZooMatrix, medianSecondsToDetection, zooRow } from './zoo.js';
 import { findDesign } from '../conformance/designs.js';
 import { namedMachine } from '../conformance/machines.js';
 import { decodeMachine } from './codecs.js';
@@ -119,4 +119,25 @@ describe('the bug zoo', () => {
       expect(row.cleanPasses).toBe(true);
     });
   }
+});
+
+describe('time to detection (issue 15 item 4)', () => {
+  it('a row reports the seconds from its start to the first detecting run, from the clock it is given', () => {
+    let now = 0;
+    // Each reading advances a fake clock by 0.25 s: one at the start, one at the detecting run.
+    const clock = () => (now += 250);
+    const bug = DMA_BUGS.find((b) => b.name === 'tlbi-wrong-ttl');
+    if (bug === undefined) throw new Error('tlbi-wrong-ttl missing');
+    const row = zooRow(bug, SETTINGS, clock);
+    expect(row.foundBy).toBe('search');
+    expect(row.secondsToDetection).toBe(0.25);
+    expect(formatZooMatrix([row], SETTINGS)).toMatch(/\| 0\.25 \|[^\n]*\n\nmedian seconds to first detection over the 1 caught bugs: 0\.25 s/);
+  });
+
+  it('the median counts caught bugs only', () => {
+    const rows = [0.5, null, 0.1, 2, 0.3].map((secondsToDetection) => ({ secondsToDetection }) as unknown as ZooRow);
+    expect(medianSecondsToDetection(rows)).toBe(0.4);
+    expect(medianSecondsToDetection(rows.slice(0, 3))).toBe(0.3);
+    expect(medianSecondsToDetection([])).toBeNull();
+  });
 });
