@@ -22,6 +22,8 @@ import { DMA_BUGS } from '../properties/bugs/dma-bugs.js';
 import { runOperations } from '../properties/runner.js';
 import { KNOWN_FINDINGS, knownPanicSites, notAKnownFinding } from '../properties/known-findings.js';
 import { intOption, parseArgs, userPath } from './args.js';
+import { runCampaignInWorkers } from './campaign-workers.js';
+import { availableParallelism } from 'node:os';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEFAULT_RESULTS_DIR = join(ROOT, 'reports', 'out', 'shards');
@@ -53,6 +55,8 @@ ${KNOWN_FINDINGS.map((f) => `                         ${f.name} (${f.check === '
   --corpus-dir DIR     where counterexamples go (default conformance/corpus/new)
   --results-dir DIR    where the result JSON goes (default reports/out/shards)
   --progress-every S   seconds between progress lines when not on a terminal (default 10)
+  --workers N          worker threads the shard is split across (default: the number of cores);
+                       a --runs campaign gives the same result with any N (timings aside)
   --json               print the campaign result (the result file's JSON) on stdout, and
                        everything else (settings, progress, verdicts, counterexamples) on stderr
   --help
@@ -74,6 +78,8 @@ export interface VerifyIo {
   readonly now?: () => Date;
   /** The corpus a counterexample may already be in (default conformance/corpus). */
   readonly corpusRoot?: string;
+  /** `--workers` when not given: the CLI passes the number of cores; in-process callers get 1. */
+  readonly defaultWorkers?: number;
 }
 
 interface Settings {
@@ -94,12 +100,14 @@ interface Settings {
   readonly progressEverySeconds: number;
   /** The result JSON on stdout, every other line on stderr (a pipe sees only the JSON). */
   readonly json: boolean;
+  /** Worker threads the shard is split across (1: this thread). */
+  readonly workers: number;
 }
 
-function parseSettings(argv: readonly string[], now: Date): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
+function parseSettings(argv: readonly string[], now: Date, defaultWorkers: number): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag', json: 'flag',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag', json: 'flag', workers: 'value',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -142,6 +150,8 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
   if (!maxOps.ok) return maxOps;
   const progressEvery = intOption(v, 'progress-every', 1, 86400);
   if (!progressEvery.ok) return progressEvery;
+  const workers = intOption(v, 'workers', 1, 64);
+  if (!workers.ok) return workers;
   let timeSeconds: number | undefined;
   const timeText = v.get('time');
   if (timeText !== undefined) {
@@ -179,6 +189,7 @@ function parseSettings(argv: readonly string[], now: Date): { ok: true; settings
       resultsDir: userPath(v.get('results-dir') ?? DEFAULT_RESULTS_DIR),
       progressEverySeconds: progressEvery.value ?? 10,
       json: args.flags.has('json'),
+      workers: workers.value ?? defaultWorkers,
     },
   };
 }
@@ -292,7 +303,7 @@ function verdictLines(r: CampaignResult, s: Settings): string[] {
 export async function main(argv: readonly string[], io: VerifyIo): Promise<number> {
   const now = io.now?.() ?? new Date();
   const say = (line: string) => void io.out.write(line + '\n');
-  const parsed = parseSettings(argv, now);
+  const parsed = parseSettings(argv, now, io.defaultWorkers ?? 1);
   if (parsed.ok === 'help') {
     say(USAGE);
     return 0;
@@ -307,7 +318,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   // With --json stdout carries the result alone: the human-readable lines go to stderr.
   const human = s.json ? io.err : io.out;
   const tell = (line: string) => void human.write(line + '\n');
-  tell(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}`);
+  tell(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}${s.workers > 1 ? `, ${s.workers} worker threads` : ''}`);
   tell(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;
@@ -340,20 +351,27 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
     progressShown = false;
   };
   let result: CampaignResult;
+  const write = (c: FoundCounterexample): string | null => {
+    endProgress();
+    return writeCounterexample(c, s, now, io.corpusRoot ?? CORPUS_DIR, tell);
+  };
   try {
-    result = await runCampaign(
-      campaignSpec(s, machine),
-      {
+    const progressEveryMs = tty ? 250 : 1000;
+    const shouldStop = () => stop || io.shouldStop?.() === true;
+    if (s.workers > 1) {
+      // The workers write nothing: the merged campaign's counterexamples are written here, in run
+      // order, which are exactly those a one-worker campaign writes.
+      const merged = await runCampaignInWorkers(campaignSpec(s, machine), s.workers, { skipKnownFindings: s.skipKnownFindings, progressEveryMs, onProgress, shouldStop });
+      result = { ...merged, counterexamples: merged.counterexamples.map((c) => ({ ...c, file: write(c as unknown as FoundCounterexample) })) };
+    } else {
+      result = await runCampaign(campaignSpec(s, machine), {
         onProgress,
         ...(s.skipKnownFindings ? { keep: notAKnownFinding } : {}),
-        progressEveryMs: tty ? 250 : 1000,
-        shouldStop: () => stop || io.shouldStop?.() === true,
-        onCounterexample: (c) => {
-          endProgress();
-          return writeCounterexample(c, s, now, io.corpusRoot ?? CORPUS_DIR, tell);
-        },
-      },
-    );
+        progressEveryMs,
+        shouldStop,
+        onCounterexample: write,
+      });
+    }
   } finally {
     if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
   }
@@ -379,7 +397,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
 }
 
 if (process.argv[1] !== undefined && /verify\.[jt]s$/.test(process.argv[1])) {
-  main(process.argv.slice(2), { out: process.stdout, err: process.stderr, handleSigint: true }).then(
+  main(process.argv.slice(2), { out: process.stdout, err: process.stderr, handleSigint: true, defaultWorkers: availableParallelism() }).then(
     (code) => {
       process.exitCode = code;
     },

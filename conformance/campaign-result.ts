@@ -202,6 +202,12 @@ export function mergeResults(results: readonly CampaignResult[]): MergedCampaign
       for (let i = 1; i <= count; i++) if (!shardNames.includes(`${i}/${count}`)) missing.push(`${i}/${count}`);
     }
     const runsBudget = group.every((r) => r.budget.runs !== null) ? Math.max(...group.map((r) => r.budget.runs as number)) : null;
+    // Every shard of a --runs campaign ran to its end: the unsharded campaign would have run runs
+    // 0..run before its first detection, so runsToDetection is run + 1 exactly. opsToDetection
+    // stays the detecting shard's own count (the other shards' runs before it are not recorded).
+    if (missing.length === 0 && runsBudget !== null && group.every((r) => r.stoppedBy === 'runs')) {
+      for (const [name, c] of Object.entries(checks)) if (c.first !== null) checks[name] = { ...c, first: { ...c.first, runsToDetection: c.first.run + 1 } };
+    }
     const result: CampaignResult = {
       ...first,
       shard: { index: 1, count: 1 },
