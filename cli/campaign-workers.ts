@@ -34,6 +34,7 @@ export async function runCampaignInWorkers(spec: CampaignSpec, workers: number, 
   const report = () => {
     const sum = (f: (p: CampaignProgress) => number) => progress.reduce((n, p) => n + f(p), 0);
     options.onProgress?.({ runs: sum((p) => p.runs), operations: sum((p) => p.operations), failedRuns: sum((p) => p.failedRuns), knownPanics: sum((p) => p.knownPanics), counterexamples: sum((p) => p.counterexamples), elapsedMs: Math.max(0, ...progress.map((p) => p.elapsedMs)) });
+    // Coverage keys are left out: the workers' distinct keys overlap, and only the merge knows.
   };
   try {
     const results = await Promise.all(

@@ -130,6 +130,7 @@ function mixedCampaign(results: readonly CampaignResult[]): string | undefined {
       ['--max-ops', (r: CampaignResult) => String(r.maxOps)],
       ['--interleave', (r: CampaignResult) => String(r.interleave === true)],
       ['--host-domains', (r: CampaignResult) => String(r.hostDomains === true)],
+      ['--guided', (r: CampaignResult) => String(r.guided === true)],
     ] as const) {
       const values = [...new Set(group.map(of))];
       if (values.length > 1) return `the shards of ${what} differ in ${field} (${values.join(', ')}): they are different campaigns; merge each in its own directory`;

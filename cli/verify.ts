@@ -45,6 +45,8 @@ const USAGE = `usage: npm run verify -- [options]
                        on a machine with an SMMU the known findings' steps are left out, as the zoo does
   --interleave         give every run a schedule of hardware actions (DMA, SMMU fills, ATS) at
                        the yield points of its steps, to find races inside hypercalls
+  --guided             coverage-guided generation: runs that reach a new abstract coverage key are
+                       kept and about half of the later runs extend a kept run's prefix
   --host-domains       also generate the host driver's DMA-API steps (attach a device to a
                        stage-1 domain, map/unmap IOVAs with its TLBI_NH_VA, detach): nested
                        streams through the shadow idmap, combined S1+S2 TLB entries
@@ -95,6 +97,7 @@ interface Settings {
   readonly skipKnownFindings: boolean;
   readonly interleave: boolean;
   readonly hostDomains: boolean;
+  readonly guided: boolean;
   readonly corpusDir: string;
   readonly resultsDir: string;
   readonly progressEverySeconds: number;
@@ -107,7 +110,7 @@ interface Settings {
 function parseSettings(argv: readonly string[], now: Date, defaultWorkers: number): { ok: true; settings: Settings } | { ok: false; error: string } | { ok: 'help' } {
   const args = parseArgs(argv, {
     design: 'value', time: 'value', runs: 'value', seed: 'value', shard: 'value', 'max-ops': 'value', machine: 'value', bug: 'value',
-    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag', json: 'flag', workers: 'value',
+    'corpus-dir': 'value', 'results-dir': 'value', 'progress-every': 'value', help: 'flag', 'skip-known-findings': 'flag', interleave: 'flag', 'host-domains': 'flag', guided: 'flag', json: 'flag', workers: 'value',
   });
   if (!args.ok) return args;
   if (args.flags.has('help')) return { ok: 'help' };
@@ -185,6 +188,7 @@ function parseSettings(argv: readonly string[], now: Date, defaultWorkers: numbe
       skipKnownFindings,
       interleave: args.flags.has('interleave'),
       hostDomains: args.flags.has('host-domains'),
+      guided: args.flags.has('guided'),
       corpusDir: userPath(v.get('corpus-dir') ?? join(CORPUS_DIR, 'new')),
       resultsDir: userPath(v.get('results-dir') ?? DEFAULT_RESULTS_DIR),
       progressEverySeconds: progressEvery.value ?? 10,
@@ -207,6 +211,7 @@ function campaignSpec(s: Settings, machine: NonNullable<ReturnType<typeof namedM
     ...(s.bug === undefined ? {} : { bug: s.bug }),
     ...(s.interleave ? { interleave: true } : {}),
     ...(s.hostDomains ? { hostDomains: true } : {}),
+    ...(s.guided ? { guided: true } : {}),
     // A run that reaches a known panic site ends there silently (counted as a known panic).
     ...(s.skipKnownFindings ? { knownPanicSites: knownPanicSites() } : {}),
   };
@@ -220,6 +225,7 @@ export function campaignCommand(s: Settings): string {
   if (s.bug !== undefined) parts.push(`--bug ${s.bug}`);
   if (s.interleave) parts.push('--interleave');
   if (s.hostDomains) parts.push('--host-domains');
+  if (s.guided) parts.push('--guided');
   if (s.skipKnownFindings) parts.push('--skip-known-findings');
   return parts.join(' ');
 }
@@ -235,7 +241,8 @@ function progressText(p: CampaignProgress, s: Settings): string {
   const rate = secs > 0 ? Math.round(p.operations / secs) : 0;
   const known = s.skipKnownFindings ? `  known panics ${p.knownPanics}` : '';
   // Resident memory, so that a long campaign shows its health (README "Campaigns").
-  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}  [${budget}]  rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`;
+  const keys = p.coverageKeys === undefined ? '' : `  keys ${p.coverageKeys}`;
+  return `runs ${p.runs}  operations ${p.operations}  ops/s ${rate}  violations ${p.failedRuns}${known}${keys}  [${budget}]  rss ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB`;
 }
 
 /** Writes a counterexample as a corpus file, unless the corpus has it already; returns its path. */
@@ -285,7 +292,8 @@ export function resultFileName(r: Pick<CampaignResult, 'design' | 'bug' | 'machi
 }
 
 function verdictLines(r: CampaignResult, s: Settings): string[] {
-  const lines = [`verdicts (design ${s.design}${s.bug === undefined ? '' : `, injected bug ${s.bug}`}; ${r.runs} runs, ${r.operations} operations, stopped by ${r.stoppedBy}):`];
+  const keys = r.coverage === undefined ? '' : `, ${r.coverage.keys} coverage keys`;
+  const lines = [`verdicts (design ${s.design}${s.bug === undefined ? '' : `, injected bug ${s.bug}`}; ${r.runs} runs, ${r.operations} operations${keys}, stopped by ${r.stoppedBy}):`];
   const hasSmmu = namedMachine(s.machineName)?.smmu !== undefined;
   for (const name of checkNames()) {
     const c = r.checks[name];
@@ -318,7 +326,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
   // With --json stdout carries the result alone: the human-readable lines go to stderr.
   const human = s.json ? io.err : io.out;
   const tell = (line: string) => void human.write(line + '\n');
-  tell(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}${s.workers > 1 ? `, ${s.workers} worker threads` : ''}`);
+  tell(`verify: design ${s.design}, machine ${s.machineName}, up to ${s.maxOps} operations per run, ${s.runs !== undefined ? `${s.runs} runs` : `${s.timeSeconds} s`}, shard ${s.shard.index}/${s.shard.count}${s.bug === undefined ? '' : `, test-only bug ${s.bug}`}${s.interleave ? ', hardware interleaved' : ''}${s.hostDomains ? ', host DMA domains' : ''}${s.guided ? ', coverage-guided' : ''}${s.skipKnownFindings ? ', without the known findings\' steps' : ''}${s.workers > 1 ? `, ${s.workers} worker threads` : ''}`);
   tell(`seed ${s.seed}${s.seedGiven ? '' : ' (from the clock)'}; repeat with: ${campaignCommand(s)}`);
 
   let stop = false;

@@ -99,8 +99,17 @@ const CampaignResultFields = t.type({
   timings: t.type({ wallMs: Amount, shrinkMs: Amount, opsPerSecond: Amount }),
 });
 
-/** A result; `interleave` is present (true) when the runs carried schedules, `hostDomains` when generation had host DMA-domain steps. */
-export const CampaignResultCodec = t.intersection([CampaignResultFields, t.partial({ interleave: t.literal(true), hostDomains: t.literal(true) })]);
+/** A result; `interleave` is present (true) when the runs carried schedules, `hostDomains` when generation had host DMA-domain steps, `guided` for coverage-guided generation. */
+export const CampaignResultCodec = t.intersection([
+  CampaignResultFields,
+  t.partial({
+    interleave: t.literal(true),
+    hostDomains: t.literal(true),
+    guided: t.literal(true),
+    /** Distinct coverage keys reached (conformance/coverage.ts), and their hashes so shards merge. */
+    coverage: t.type({ keys: Count, hashes: t.array(t.string) }),
+  }),
+]);
 
 export type CampaignResult = t.TypeOf<typeof CampaignResultCodec>;
 export type Counterexample = t.TypeOf<typeof CounterexampleCodec>;
@@ -166,6 +175,7 @@ export function mergeResults(results: readonly CampaignResult[]): MergedCampaign
     const checks: Record<string, CampaignResult['checks'][string]> = {};
     let runs = 0, operations = 0, failedRuns = 0, panics = 0, wallMs = 0, shrinkMs = 0;
     const counterexamples: Counterexample[] = [];
+    const coverageHashes = new Set<string>();
     for (const r of group) {
       runs += r.runs;
       operations += r.operations;
@@ -184,6 +194,7 @@ export function mergeResults(results: readonly CampaignResult[]): MergedCampaign
         checks[name] = { runs: (prev?.runs ?? 0) + c.runs, first: earliest };
       }
       counterexamples.push(...r.counterexamples);
+      for (const h of r.coverage?.hashes ?? []) coverageHashes.add(h);
     }
     // One per check × first failing step kind, the earliest run's — what one unsharded campaign
     // keeps (its runs come in order), so shards merge to exactly its counterexamples.
@@ -222,6 +233,7 @@ export function mergeResults(results: readonly CampaignResult[]): MergedCampaign
       transitions: { host: sortKeys(transitions.host), hyp: sortKeys(transitions.hyp), guest: sortKeys(transitions.guest) },
       checks: sortKeys(checks),
       counterexamples: uniqueCounterexamples,
+      ...(group.some((r) => r.coverage !== undefined) ? { coverage: { keys: coverageHashes.size, hashes: [...coverageHashes].sort() } } : {}),
       timings: { wallMs, shrinkMs, opsPerSecond: wallMs > 0 ? Math.round((operations / wallMs) * 1000) : 0 },
     };
     out.push({

@@ -24,6 +24,7 @@ import { findDesign } from './designs.js';
 import { type StepOp, allRecords, rederiveModel } from './trace.js';
 import { checkNames, compareRetNames, retName } from './names.js';
 import { runSeed } from './seeds.js';
+import { CoverageTracker } from './coverage.js';
 
 export interface CampaignSpec {
   readonly design: string;
@@ -47,6 +48,14 @@ export interface CampaignSpec {
   /** Generation includes host DMA-domain steps (nested streams; GenerationOptions.hostDomains). */
   readonly hostDomains?: boolean;
   /**
+   * Coverage-guided generation (issue 15 item 3): runs that reached a new coverage key
+   * (conformance/coverage.ts) join a corpus, and about half of the later runs are a corpus run's
+   * prefix (with one step dropped at times) extended by the run's own generated steps. Deterministic
+   * for a given shard layout; the corpus is per shard, so shards do not merge to the unsharded
+   * guided campaign.
+   */
+  readonly guided?: boolean;
+  /**
    * WARN sites whose panic is a known finding (properties/known-findings.ts knownPanicSites):
    * a run that reaches one ends there silently (RunOptions.knownPanicSites), and is counted in
    * `panics` and in the progress' `knownPanics` (`verify --skip-known-findings`).
@@ -68,6 +77,8 @@ export interface CampaignProgress {
   readonly knownPanics: number;
   readonly counterexamples: number;
   readonly elapsedMs: number;
+  /** Distinct coverage keys reached so far (conformance/coverage.ts). */
+  readonly coverageKeys?: number;
 }
 
 /** What a found counterexample looks like before it is written anywhere. */
@@ -223,6 +234,20 @@ function record(stats: Stats, machine: MachineConfig, result: RunResult): void {
   }
 }
 
+/** Runs kept for mutation by a guided campaign (the first ones to reach a new coverage key). */
+const GUIDED_CORPUS_MAX = 512;
+
+/**
+ * A guided run: a prefix of `parent` (cut where the seed says), with one of its steps dropped
+ * when the seed says so, then the run's own generated steps, at most `maxOps` in all.
+ */
+export function mutateRun(parent: readonly StepOp[], generated: readonly StepOp[], seed: number, maxOps: number): StepOp[] {
+  const cut = (seed >>> 8) % (parent.length + 1);
+  const prefix = parent.slice(0, cut);
+  if (((seed >>> 20) & 3) === 0 && prefix.length > 1) prefix.splice((seed >>> 22) % prefix.length, 1);
+  return [...prefix, ...generated].slice(0, maxOps);
+}
+
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -233,7 +258,9 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const clock = hooks.clock ?? (() => performance.now());
   const start = clock();
   const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
-  const options = campaignRunOptions(spec, { continueAfterViolation: true });
+  const coverage = new CoverageTracker();
+  const options = campaignRunOptions(spec, { continueAfterViolation: true, steps: coverage });
+  const guidedCorpus: StepOp[][] = [];
   const keep = hooks.keep;
   const generated = operationsArbitrary(spec.machine, spec.maxOps, spec.hostDomains === true ? { hostDomains: true } : {});
   // Filtering after generation keeps fast-check's shrinking (map shrinks through its source).
@@ -250,7 +277,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   let lastYield = start;
   let lastProgress = start;
   const progressEvery = hooks.progressEveryMs ?? 250;
-  const progress = () => hooks.onProgress?.({ runs, operations, failedRuns, knownPanics, counterexamples: counterexamples.length, elapsedMs: clock() - start });
+  const progress = () => hooks.onProgress?.({ runs, operations, failedRuns, knownPanics, counterexamples: counterexamples.length, elapsedMs: clock() - start, coverageKeys: coverage.hashes.size });
   for (let k = 0; ; k++) {
     const run = spec.shard.index - 1 + k * spec.shard.count;
     if (spec.runs !== undefined && run >= spec.runs) {
@@ -267,13 +294,16 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     }
     const seed = runSeed(spec.baseSeed, run);
     const path = String(biasIndex(run));
-    const ops = generateRun(arb, seed, path);
+    const generated = generateRun(arb, seed, path);
+    const parent = spec.guided === true && guidedCorpus.length > 0 && seed % 2 === 0 ? guidedCorpus[(seed >>> 1) % guidedCorpus.length] : undefined;
+    const ops = parent === undefined ? generated : mutateRun(parent, generated, seed, spec.maxOps);
     const schedule = spec.interleave === true ? scheduleForRun(spec.machine, seed) : undefined;
     const runOptions = schedule === undefined ? options : { ...options, schedule };
     const result = runOperations(spec.machine, ops, runOptions);
     const opsBefore = operations;
     runs++;
     operations += result.steps.length;
+    if (coverage.takeNew() > 0 && spec.guided === true && guidedCorpus.length < GUIDED_CORPUS_MAX) guidedCorpus.push(ops);
     record(stats, spec.machine, result);
     const panicked = result.steps.find((s) => s.systemRet === 'panic');
     if (panicked !== undefined) {
@@ -295,7 +325,8 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
       shrunkKeys.add(key);
       if (!wantsShrink(check)) continue;
       const t0 = clock();
-      const shrunk = shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions);
+      // A mutated run is not fast-check's: it is minimised from its own steps.
+      const shrunk = parent === undefined ? shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions) : { operations: minimizeOperations(ops, (c) => firesCheck(spec.machine, c, check, runOptions)), path: 'guided', originalLength: ops.length };
       const minimalSchedule = shrunk === undefined || schedule === undefined ? undefined : minimizeSchedule(spec.machine, shrunk.operations, schedule, check, options);
       shrinkMs += clock() - t0;
       if (shrunk === undefined) continue; // flaky only if the system is nondeterministic: then say nothing
@@ -340,6 +371,8 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     transitions: { host: sortKeys(stats.transitions.host), hyp: sortKeys(stats.transitions.hyp), guest: sortKeys(stats.transitions.guest) },
     checks,
     counterexamples,
+    ...(spec.guided === true ? { guided: true } : {}),
+    coverage: { keys: coverage.hashes.size, hashes: [...coverage.hashes].sort() },
     timings: { wallMs: Math.round(wallMs), shrinkMs: Math.round(shrinkMs), opsPerSecond: wallMs > 0 ? Math.round((operations / wallMs) * 1000) : 0 },
   };
 }
