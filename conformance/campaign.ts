@@ -242,9 +242,11 @@ const GUIDED_CORPUS_MAX = 512;
  * when the seed says so, then the run's own generated steps, at most `maxOps` in all.
  */
 export function mutateRun(parent: readonly StepOp[], generated: readonly StepOp[], seed: number, maxOps: number): StepOp[] {
-  const cut = (seed >>> 8) % (parent.length + 1);
+  // Bit 0 (corpus run or not) is the caller's; bits 8..15 the cut, 16..17
+  // whether to drop a step (1 in 4), 18..25 which.
+  const cut = ((seed >>> 8) & 0xff) % (parent.length + 1);
   const prefix = parent.slice(0, cut);
-  if (((seed >>> 20) & 3) === 0 && prefix.length > 1) prefix.splice((seed >>> 22) % prefix.length, 1);
+  if (((seed >>> 16) & 3) === 0 && prefix.length > 1) prefix.splice(((seed >>> 18) & 0xff) % prefix.length, 1);
   return [...prefix, ...generated].slice(0, maxOps);
 }
 
@@ -295,7 +297,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
     const seed = runSeed(spec.baseSeed, run);
     const path = String(biasIndex(run));
     const generated = generateRun(arb, seed, path);
-    const parent = spec.guided === true && guidedCorpus.length > 0 && seed % 2 === 0 ? guidedCorpus[(seed >>> 1) % guidedCorpus.length] : undefined;
+    const parent = spec.guided === true && guidedCorpus.length > 0 && seed % 2 === 0 ? guidedCorpus[runSeed(seed, 1) % guidedCorpus.length] : undefined;
     const ops = parent === undefined ? generated : mutateRun(parent, generated, seed, spec.maxOps);
     const schedule = spec.interleave === true ? scheduleForRun(spec.machine, seed) : undefined;
     const runOptions = schedule === undefined ? options : { ...options, schedule };
