@@ -168,7 +168,7 @@ describe('verify CLI', () => {
     const d = dirs();
     const x = io(true);
     await main(['--runs', '3', '--seed', '2', '--machine', 'small', '--max-ops', '5', ...d.args], x);
-    expect(x.text()).toMatch(/\r\x1b\[2Kruns 3 {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}\[3\/3 runs\]/);
+    expect(x.text()).toMatch(/\r\x1b\[2Kruns 3 {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}keys \d+ {2}\[3\/3 runs\]/);
   });
 
   it('shards: each shard runs its own run numbers and names its result file', async () => {
