@@ -24,7 +24,7 @@ import { findDesign } from './designs.js';
 import { type StepOp, allRecords, rederiveModel } from './trace.js';
 import { checkNames, compareRetNames, retName } from './names.js';
 import { runSeed } from './seeds.js';
-import { CoverageTracker } from './coverage.js';
+import { CoverageTracker, forEachTransition } from './coverage.js';
 
 export interface CampaignSpec {
   readonly design: string;
@@ -194,12 +194,9 @@ function guestLeafStates(s: ModelState, handle: number): Map<number, string> {
 }
 
 function countMapTransitions<V extends string>(a: ReadonlyMap<number, V>, b: ReadonlyMap<number, V>, absent: string, into: Record<string, number>): void {
-  if (a === b) return;
-  const bump = (from: string, to: string) => {
-    if (from !== to) into[`${from}>${to}`] = (into[`${from}>${to}`] ?? 0) + 1;
-  };
-  for (const [k, v] of a) bump(v, b.get(k) ?? absent);
-  for (const [k, v] of b) if (!a.has(k)) bump(absent, v);
+  forEachTransition(a, b, absent, (from, to) => {
+    into[`${from}>${to}`] = (into[`${from}>${to}`] ?? 0) + 1;
+  });
 }
 
 /** Per-page state changes of one step, per component (guest: per stage-2 leaf). */

@@ -29,25 +29,27 @@ export function stepStructure(kind: string): string {
   return 'host-s2';
 }
 
+/**
+ * Calls `visit` for every key whose state differs between `a` and `b` (a missing key has state
+ * `absent`); the campaign's transition counts use it too.
+ */
+export function forEachTransition<V extends string>(a: ReadonlyMap<number, V>, b: ReadonlyMap<number, V>, absent: string, visit: (from: string, to: string, key: number) => void): void {
+  if (a === b) return;
+  for (const [k, v] of a) {
+    const w = b.get(k) ?? absent;
+    if (v !== w) visit(v, w, k);
+  }
+  for (const [k, w] of b) if (!a.has(k) && w !== absent) visit(absent, w, k);
+}
+
 function transitions(pre: ModelState, post: ModelState): { readonly names: string[]; readonly pfns: number[] } {
   const names = new Set<string>();
   const pfns: number[] = [];
-  const diff = (component: string, a: ReadonlyMap<number, string>, b: ReadonlyMap<number, string>, absent: string) => {
-    if (a === b) return;
-    for (const [pfn, v] of a) {
-      const w = b.get(pfn) ?? absent;
-      if (v !== w) {
-        names.add(`${component}:${v}>${w}`);
-        pfns.push(pfn);
-      }
-    }
-    for (const [pfn, w] of b) {
-      if (!a.has(pfn) && w !== absent) {
-        names.add(`${component}:${absent}>${w}`);
-        pfns.push(pfn);
-      }
-    }
-  };
+  const diff = (component: string, a: ReadonlyMap<number, string>, b: ReadonlyMap<number, string>, absent: string) =>
+    forEachTransition(a, b, absent, (from, to, pfn) => {
+      names.add(`${component}:${from}>${to}`);
+      pfns.push(pfn);
+    });
   diff('host', pre.host, post.host, 'OWNED');
   diff('hyp', pre.hyp, post.hyp, 'NOPAGE');
   if (pre.vms !== post.vms) names.add('guest');
