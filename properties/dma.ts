@@ -270,10 +270,9 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
     if ((model.pins.get(pfn) ?? 0) < 1) out.push({ check: 'dma_isolation', message: `host page 0x${pfn.toString(16)} that the hypervisor reads (command queue or stream table) is not pinned` });
   }
   const tlb = parts.smmu.cachedTranslations();
-  // Issue 13: combined S1+S2 entries of nested streams (VA → PA) and the stage-1 walk cache, whose
-  // next-level table addresses (IPAs) the SMMU reads through stage 2.
+  // Issue 13: combined S1+S2 entries of nested streams (VA → PA). The stage-1 walk cache holds the
+  // next table's IPA, read through stage 2, so the DMA stage-2 check above already covers it.
   const combined = parts.smmu.cachedS1Translations();
-  const s1Tables = parts.smmu.s1WalkCacheEntries().map((w) => ({ w, pa: parts.dmaStage2?.translate(w.table) === undefined ? -1 : w.table }));
   const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
   const forbiddenSet = new Set(forbidden);
   for (const pfn of new Set([...forbidden, ...protectedPages(sys)])) {
@@ -285,9 +284,6 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
     }
     for (const e of combined) {
       if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `combined S1+S2 TLB entry (sid ${e.sid}, ASID ${e.asid}, VA 0x${e.va.toString(16)} → 0x${e.pa.toString(16)}, ${e.size} bytes) still reaches ${what}` });
-    }
-    for (const { w, pa: tablePa } of s1Tables) {
-      if (tablePa >= 0 && Math.floor(tablePa / PAGE) === pfn) out.push({ check: 'dma_isolation', message: `stage-1 walk-cache entry (sid ${w.sid}, ASID ${w.asid}, VA 0x${w.va.toString(16)}) makes the SMMU read ${what} as a stage-1 table` });
     }
     for (const { sid, entries } of atcs) {
       for (const e of entries) {
