@@ -52,24 +52,98 @@ export function abstractState(sys: System, config: ModelConfig, guestDumps?: Rea
     if (note !== undefined && note.owner === PKVM_ID_HYP) host.set(pfn, 'NOPAGE');
   }
   const vms = new Map<number, VmRecord>();
-  for (const [index, guest] of sys.hyp.vms) {
-    const leaves = new Map<number, GuestLeaf>();
-    for (const e of (guestDumps?.get(index) ?? dumpTable(sys.memory, guest.pgt.root())).entries) {
-      const gfn = e.ia / 4096;
-      const st = guest.leafState(e.lo, e.hi);
-      if (st === 'poison') {
-        leaves.set(gfn, { kind: 'poison' });
-        continue;
-      }
-      if ((e.lo & 1) === 0 || st === PKVM_NOPAGE) continue;
-      const pfn = descOutputAddress(guest.pgt.format, e.lo, e.hi) / 4096;
-      const state = STATE_NAMES[st];
-      if (state === 'NOPAGE') continue;
-      leaves.set(gfn, { kind: 'map', pfn, nrPages: e.level === LAST_LEVEL ? 1 : 512, state, prot: protText(e.lo, e.hi) });
-    }
-    vms.set(index, { handle: index, protected: guest.isProtected, leaves, metadataPages: guest.metadataPages.length, tablePages: guest.pool.owned.length });
-  }
+  for (const index of sys.hyp.vms.keys()) vms.set(index, abstractVm(sys, index, guestDumps?.get(index)));
   return { config, host, hyp, pins, shareCount, vms, pool: sys.memcache.available };
+}
+
+/** One guest's abstract record: its stage-2 leaves (page state in software bits 56:55, permissions, poison) and page counts. */
+export function abstractVm(sys: System, index: number, dump?: TableDump): VmRecord {
+  const guest = sys.hyp.vms.get(index);
+  if (guest === undefined) throw new Error(`no vm ${index}`);
+  const leaves = new Map<number, GuestLeaf>();
+  for (const e of (dump ?? dumpTable(sys.memory, guest.pgt.root())).entries) {
+    const gfn = e.ia / 4096;
+    const st = guest.leafState(e.lo, e.hi);
+    if (st === 'poison') {
+      leaves.set(gfn, { kind: 'poison' });
+      continue;
+    }
+    if ((e.lo & 1) === 0 || st === PKVM_NOPAGE) continue;
+    const pfn = descOutputAddress(guest.pgt.format, e.lo, e.hi) / 4096;
+    const state = STATE_NAMES[st];
+    if (state === 'NOPAGE') continue;
+    leaves.set(gfn, { kind: 'map', pfn, nrPages: e.level === LAST_LEVEL ? 1 : 512, state, prot: protText(e.lo, e.hi) });
+  }
+  return { handle: index, protected: guest.isProtected, leaves, metadataPages: guest.metadataPages.length, tablePages: guest.pool.owned.length };
+}
+
+/** What the abstraction function says of one page: the four per-page maps' values (absent: the default). */
+export interface AbstractPage {
+  readonly host: ModelPageState | undefined;
+  readonly hyp: ModelPageState | undefined;
+  readonly pin: number | undefined;
+  readonly share: number | undefined;
+}
+
+/** `abstractState` for one pfn, without visiting the others (the incremental refinement check). */
+export function abstractPage(sys: System, pfn: number): AbstractPage {
+  let host: ModelPageState | undefined;
+  let hyp: ModelPageState | undefined;
+  let pin: number | undefined;
+  let share: number | undefined;
+  if (sys.vmemmap.has(pfn)) {
+    const h = STATE_NAMES[sys.vmemmap.hostState(pfn)];
+    if (h !== 'OWNED') host = h;
+    const y = STATE_NAMES[sys.vmemmap.hypState(pfn)];
+    if (y !== 'NOPAGE') hyp = y;
+    const p = sys.vmemmap.refcount(pfn);
+    if (p !== 0) pin = p;
+    const c = sys.vmemmap.shareGuestCount(pfn);
+    if (c !== 0) share = c;
+  }
+  if (sys.hyp.hypS1.get(pfn) === 'device') {
+    hyp = 'OWNED';
+    const note = sys.hostS2.annotationAt(pfn * 4096);
+    if (note !== undefined && note.owner === PKVM_ID_HYP) host = 'NOPAGE';
+  }
+  return { host, hyp, pin, share };
+}
+
+const showValue = (v: unknown): string => (v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+function pageLine(what: string, pfn: number, model: unknown, system: unknown): string | undefined {
+  const e = showValue(model);
+  const a = showValue(system);
+  return e === a ? undefined : `${what} 0x${pfn.toString(16)}: model ${e}, system ${a}`;
+}
+
+/**
+ * `diffStates` restricted to the pages in `pfns` (ascending) and to the VMs in `vms`: what the
+ * incremental check compares when only those can have changed since the last equal state.
+ */
+export function diffPages(model: ModelState, sys: System, pfns: readonly number[]): string[] {
+  const views = pfns.map((pfn) => abstractPage(sys, pfn));
+  const out: string[] = [];
+  const push = (line: string | undefined) => {
+    if (line !== undefined) out.push(line);
+  };
+  pfns.forEach((pfn, i) => push(pageLine('host state of pfn', pfn, model.host.get(pfn), views[i]?.host)));
+  pfns.forEach((pfn, i) => push(pageLine('hyp state of pfn', pfn, model.hyp.get(pfn), views[i]?.hyp)));
+  pfns.forEach((pfn, i) => push(pageLine('pin count of pfn', pfn, model.pins.get(pfn), views[i]?.pin)));
+  pfns.forEach((pfn, i) => push(pageLine('share count of pfn', pfn, model.shareCount.get(pfn), views[i]?.share)));
+  return out;
+}
+
+/** The differences of one VM's records (either may be absent). */
+export function diffVm(vm: number, m: VmRecord | undefined, s: VmRecord | undefined, out: string[]): void {
+  if (m === undefined || s === undefined) {
+    out.push(`vm ${vm}: ${m === undefined ? 'absent in the model' : 'absent in the system'}`);
+    return;
+  }
+  if (m.protected !== s.protected) out.push(`vm ${vm}: protected model ${m.protected}, system ${s.protected}`);
+  if (m.metadataPages !== s.metadataPages) out.push(`vm ${vm}: metadata pages model ${m.metadataPages}, system ${s.metadataPages}`);
+  if (m.tablePages !== s.tablePages) out.push(`vm ${vm}: table pages model ${m.tablePages}, system ${s.tablePages}`);
+  mapDiff(`vm ${vm} leaf at gfn`, m.leaves, s.leaves, showValue, out);
 }
 
 function mapDiff<K, V>(what: string, expected: ReadonlyMap<K, V>, actual: ReadonlyMap<K, V>, show: (v: V | undefined) => string, out: string[]): void {
@@ -84,24 +158,12 @@ function mapDiff<K, V>(what: string, expected: ReadonlyMap<K, V>, actual: Readon
 /** Readable differences between the model's state and the abstracted system state (empty: equal). */
 export function diffStates(model: ModelState, system: ModelState): string[] {
   const out: string[] = [];
-  const show = (v: unknown) => (v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-  mapDiff('host state of pfn', model.host, system.host, show, out);
-  mapDiff('hyp state of pfn', model.hyp, system.hyp, show, out);
-  mapDiff('pin count of pfn', model.pins, system.pins, show, out);
-  mapDiff('share count of pfn', model.shareCount, system.shareCount, show, out);
+  mapDiff('host state of pfn', model.host, system.host, showValue, out);
+  mapDiff('hyp state of pfn', model.hyp, system.hyp, showValue, out);
+  mapDiff('pin count of pfn', model.pins, system.pins, showValue, out);
+  mapDiff('share count of pfn', model.shareCount, system.shareCount, showValue, out);
   const vmKeys = new Set([...model.vms.keys(), ...system.vms.keys()]);
-  for (const vm of vmKeys) {
-    const m = model.vms.get(vm);
-    const s = system.vms.get(vm);
-    if (m === undefined || s === undefined) {
-      out.push(`vm ${vm}: ${m === undefined ? 'absent in the model' : 'absent in the system'}`);
-      continue;
-    }
-    if (m.protected !== s.protected) out.push(`vm ${vm}: protected model ${m.protected}, system ${s.protected}`);
-    if (m.metadataPages !== s.metadataPages) out.push(`vm ${vm}: metadata pages model ${m.metadataPages}, system ${s.metadataPages}`);
-    if (m.tablePages !== s.tablePages) out.push(`vm ${vm}: table pages model ${m.tablePages}, system ${s.tablePages}`);
-    mapDiff(`vm ${vm} leaf at gfn`, m.leaves, s.leaves, show, out);
-  }
+  for (const vm of vmKeys) diffVm(vm, model.vms.get(vm), system.vms.get(vm), out);
   if (model.pool !== system.pool) out.push(`hypervisor page budget: model ${model.pool}, system ${system.pool}`);
   return out;
 }

@@ -239,7 +239,7 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
 }
 
 /** Pages the SMMU must never reach: the hypervisor's structures (queues, tables, pools). */
-function protectedPages(sys: System): number[] {
+export function protectedPages(sys: System): number[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];
   const out = [parts.driver.cmdq?.base ?? 0, parts.driver.strtab.base, ...(parts.dmaStage2?.tablePages() ?? [])];
@@ -338,8 +338,13 @@ export function checkDmaOutcome(model: ModelState, outcome: HardwareOutcome, acc
  * DMA stage-2, and on every DMA the run issues.
  */
 export function checkDmaAvailability(sys: System, model: ModelState, pfns: readonly number[], identity: IdentityStreams, lastDma?: { sid: number; addr: number; outcome: HardwareOutcome }): Violation[] {
-  const parts = sys.iommu;
-  const table = parts?.dmaStage2;
+  if (sys.iommu?.dmaStage2 === undefined) return [];
+  return [...checkDmaMappings(sys, model, pfns), ...checkLastDma(model, identity, lastDma)];
+}
+
+/** Availability of the DMA stage-2: every page the host owns among `pfns` and the model's named pages is mapped read/write. */
+export function checkDmaMappings(sys: System, model: ModelState, pfns: readonly number[]): Violation[] {
+  const table = sys.iommu?.dmaStage2;
   if (table === undefined) return [];
   const out: Violation[] = [];
   const pages = new Set([...pfns, ...model.host.keys()]);
@@ -348,6 +353,12 @@ export function checkDmaAvailability(sys: System, model: ModelState, pfns: reado
     const t = table.translate(pfn * PAGE);
     if (t === undefined || !t.read || !t.write) out.push({ check: 'dma_availability', message: `the ${table.name} does not map pfn 0x${pfn.toString(16)} read/write although the host owns it` });
   }
+  return out;
+}
+
+/** Availability of the step's own DMA: an identity stream reaches a host-owned page; a domain stream the page its stage 1 names. */
+export function checkLastDma(model: ModelState, identity: IdentityStreams, lastDma?: { sid: number; addr: number; outcome: HardwareOutcome }): Violation[] {
+  const out: Violation[] = [];
   if (lastDma !== undefined && lastDma.outcome.ret !== 0 && identity.has(lastDma.sid) && dmaMustReach(model, Math.floor(lastDma.addr / PAGE))) {
     out.push({ check: 'dma_availability', message: `DMA from identity-attached sid ${lastDma.sid} to host-owned 0x${lastDma.addr.toString(16)} faulted (${lastDma.outcome.detail})` });
   }
@@ -359,13 +370,6 @@ export function checkDmaAvailability(sys: System, model: ModelState, pfns: reado
   return out;
 }
 
-/**
- * Protocol hygiene for the stream table (smmuv3-arch.md §3.3 CFGI, §2.8): once a step is over,
- * every STE and L1 descriptor the SMMU holds in its configuration cache must equal what is in
- * the hypervisor's stream table — a difference means an STE or L1 write without the CFGI_STE
- * (+ CMD_SYNC) that makes the SMMU drop its cached copy — and, with a monitor, every state an
- * STE passed through during the step was hitless (properties/protocol/ste-update.ts).
- */
 export function checkSmmuConfigCoherent(sys: System, steUpdates?: SteUpdateMonitor): Violation[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];

@@ -7,9 +7,11 @@ import { type ModelState, type Operation, apply, dmaMayAccess, dmaMustReach, err
 import { bootIommu, createSystem, type System } from '../impl/system.js';
 import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
-import { type CheckName, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
+import { type CheckName, type TablesView, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
-import { type HardwareOperation, IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaOutcome, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation } from './dma.js';
+import { type HardwareOperation, IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaMappings, checkDmaOutcome, checkLastDma, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation, protectedPages } from './dma.js';
+import { IncrementalChecks } from './incremental.js';
+import { StepLog } from './step-log.js';
 import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
 import { u64 } from '../impl/arch/u64.js';
 import { DataLabels } from './confidentiality.js';
@@ -99,7 +101,17 @@ export interface RunOptions {
   readonly traceCommands?: boolean;
   /** Told of every step with the states around it (traces). */
   readonly steps?: StepObserver;
+  /**
+   * Run every full check every this many steps (and on the last step); in between, a check runs
+   * only when the step's write log says it could fail (properties/incremental.ts). 1: full checks
+   * after every step. Traces, fault sweeps and runs that continue after a violation always check
+   * in full.
+   */
+  readonly fullCheckEvery?: number;
 }
+
+/** The default period of the full checks between incremental ones (issue 15 item 1). */
+export const FULL_CHECK_EVERY = 32;
 
 /** Hardware steps that run hypervisor code (the emulation of a trapped host access). */
 const HYPERVISOR_HARDWARE_STEPS: ReadonlySet<string> = new Set<HardwareOperation['kind']>(['host_attach_identity', 'host_mmio_write', 'host_mmio_read', 'host_write_ste', 'host_write_cmd', 'host_domain_attach', 'host_domain_detach', 'host_domain_map', 'host_domain_unmap']);
@@ -276,6 +288,18 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     issued = [];
     return out.length === 0 ? {} : { commands: out };
   };
+  // Incremental checks (issue 15 item 1): off where a run must see every check every step.
+  const every = options.fullCheckEvery ?? FULL_CHECK_EVERY;
+  const checkInFull = every <= 1 || options.continueAfterViolation === true || options.steps !== undefined || options.faults !== undefined;
+  const log = checkInFull ? undefined : new StepLog(system);
+  const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages);
+  // The first step is checked in full: the incremental checks reason from a state that passed.
+  const isFullStep = (index: number): boolean => incremental === undefined || index % every === 0 || index === ops.length - 1;
+  /** After a step's checks: a full check's state is the next reference; the log starts afresh. */
+  const endStep = (full: boolean): void => {
+    if (full) incremental?.resync();
+    log?.clear();
+  };
   for (let index = 0; index < ops.length; index++) {
     const step = ops[index] as Step;
     options.faults?.before?.(index, system, model);
@@ -302,15 +326,25 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       }
       model = applyInternalCalls(system, model, violations);
       if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
+      const full = isFullStep(index);
+      const delta = !full && incremental !== undefined && log !== undefined ? incremental.delta(log, pre, model) : undefined;
+      const lastDma = step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined;
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated' || step.kind === 'dma_forged_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
-      if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
-      if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined));
+      if (checks.has('dma_isolation') && (delta === undefined || (incremental as IncrementalChecks).dmaIsolationMayFail(log as StepLog, delta, model))) violations.push(...checkDmaIsolation(system, model));
+      if (checks.has('dma_availability')) {
+        if (delta === undefined) violations.push(...checkDmaAvailability(system, model, hotPfns, identity, lastDma));
+        else if (system.iommu?.dmaStage2 !== undefined) {
+          if ((incremental as IncrementalChecks).dmaAvailabilityMayFail(delta, model, hotPfns)) violations.push(...checkDmaMappings(system, model, hotPfns));
+          violations.push(...checkLastDma(model, identity, lastDma));
+        }
+      }
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
       violations.push(...smmuWriteViolations(system, pre, model, checks));
       if (labels !== undefined) violations.push(...labels.endStep(system, pre, model));
-      if (checks.has('refinement_state')) {
+      if (checks.has('refinement_state') && (delta === undefined || (incremental as IncrementalChecks).refinementMayFail(delta, pre, model))) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
+      endStep(full);
       const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving), ...commandsOf() };
       steps.push(record);
       options.faults?.after?.(record, system, model);
@@ -326,8 +360,10 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const interleaving = options.schedule !== undefined && system.iommu !== undefined ? interleaveSchedule(system, options.schedule, scheduleCursor, identity) : undefined;
     // The fingerprint costs a walk of every table: take it only when the model expects an error
     // (if the system then succeeds instead, the return-value check reports it).
+    const full = isFullStep(index);
     const wantsFingerprint = checks.has('error_changes_nothing') && expected.ret < 0 && op.kind !== 'host_access';
-    const before = wantsFingerprint ? concreteFingerprint(system, viewTables(system)) : '';
+    const before = wantsFingerprint && full ? concreteFingerprint(system, viewTables(system)) : '';
+    const budgetBefore = system.memcache.available;
     const violations: Violation[] = [];
     let systemRet: number | 'panic';
     let panicSite: string | undefined;
@@ -351,7 +387,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     if (checks.has('refinement_ret') && systemRet !== 'panic' && systemRet !== expected.ret) {
       violations.push({ check: 'refinement_ret', message: `returned ${typeof systemRet === 'number' ? errnoName(systemRet) : systemRet}, model expects ${errnoName(expected.ret)}` });
     }
-    if (systemRet !== 'panic') {
+    if (systemRet !== 'panic' && full) {
       const view = viewTables(system);
       if (checks.has('refinement_state')) {
         for (const d of diffStates(model, abstractState(system, model.config, view.guests))) violations.push({ check: 'refinement_state', message: d });
@@ -365,9 +401,27 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
+    } else if (systemRet !== 'panic' && incremental !== undefined && log !== undefined) {
+      // Incremental: a check runs (in full) only where the step's changes say it could fail.
+      if (wantsFingerprint && !injected && incremental.errorChangedState(log, budgetBefore)) {
+        violations.push({ check: 'error_changes_nothing', message: `${errnoName(expected.ret)} expected and the system state changed` });
+      }
+      const delta = incremental.delta(log, pre, model);
+      let view: TablesView | undefined;
+      const tables = (): TablesView => (view ??= viewTables(system));
+      if (checks.has('refinement_state') && incremental.refinementMayFail(delta, pre, model)) {
+        for (const d of diffStates(model, abstractState(system, model.config, tables().guests))) violations.push({ check: 'refinement_state', message: d });
+      }
+      if (checks.has('host_cpu_isolation') && incremental.hostCpuMayFail(log, delta, model)) violations.push(...checkHostCpuIsolation(system, model));
+      if (checks.has('well_formed_tables') && incremental.wellFormedMayFail(delta)) violations.push(...checkWellFormed(system, tables()));
+      if (checks.has('pool_accounting') && incremental.poolsMayFail(delta, machine.poolPages)) violations.push(...checkPools(system, machine.poolPages, tables()));
+      if (checks.has('dma_isolation') && incremental.dmaIsolationMayFail(log, delta, model)) violations.push(...checkDmaIsolation(system, model));
+      if (checks.has('dma_availability') && incremental.dmaAvailabilityMayFail(delta, model, hotPfns)) violations.push(...checkDmaMappings(system, model, hotPfns));
+      if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
+    endStep(isFullStep(index));
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving), ...commandsOf() };
     steps.push(record);
     options.faults?.after?.(record, system, model);
@@ -378,6 +432,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     if (systemRet === 'panic') break;
   }
+  log?.detach();
   labels?.detach();
   steUpdates?.detach();
   if (cmdq !== undefined) cmdq.observer = null;

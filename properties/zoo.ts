@@ -57,7 +57,7 @@ export interface ZooRow {
 }
 
 /** The bug's design variant (its driver knobs) with only `checks`; with the bug when `bug`. */
-function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, withBug: boolean, schedule?: readonly ScheduledHardware[]): RunOptions {
+export function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, withBug: boolean, schedule?: readonly ScheduledHardware[]): RunOptions {
   // Bugs are injected into the hardened driver, where every check holds without them.
   const design = findDesign(bug.design ?? 'v6-hardened');
   if (design === undefined) throw new Error(`bug ${bug.name}: unknown design ${bug.design}`);
@@ -138,7 +138,7 @@ export function runBugTrigger(bug: ZooCandidate, machine: MachineConfig): Trigge
   return { caught: cleanWithout, cleanWithout, originalLength: trigger.length, shrunk, message };
 }
 
-function arbitraryFor(machine: MachineConfig, maxOps: number, generation: GenerationOptions = {}): fc.Arbitrary<Step[]> {
+export function arbitraryFor(machine: MachineConfig, maxOps: number, generation: GenerationOptions = {}): fc.Arbitrary<Step[]> {
   const arb = operationsArbitrary(machine, maxOps, generation);
   return machine.smmu === undefined ? arb : arb.map((ops) => ops.filter(notAKnownFinding));
 }

@@ -54,8 +54,12 @@ export class HostCpuTlb implements Stage2Tlb {
     return undefined;
   }
 
+  /** Observation only (the runner's incremental checks): every entry filled while armed; null otherwise. */
+  fillLog: CpuTlbEntry[] | null = null;
+
   fill(entry: CpuTlbEntry): void {
     this.entries.set(this.key(entry.level, entry.base), entry);
+    this.fillLog?.push(entry);
   }
 
   /** Every cached entry (for the host-isolation check of the effective reach). */

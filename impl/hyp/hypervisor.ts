@@ -12,6 +12,7 @@
  * the pfn with u64 wrap-around like `hyp_pfn_to_phys`; ranges go through the overflow-proof
  * `pfn_range_is_valid` first.
  */
+import { ObservedMap } from './observed-map.js';
 import { E2BIG, EAGAIN, EBUSY, EFAULT, EHWPOISON, EINVAL, EEXIST, ENOENT, ENOMEM, EPERM, ERANGE } from '../arch/errno.js';
 import { LAST_LEVEL } from '../arch/granule.js';
 import { type PhysicalMemory } from '../arch/physical-memory.js';
@@ -99,7 +100,7 @@ export type HypMapping = 'mem' | 'device';
 export class Hypervisor {
   readonly vms = new Map<number, GuestVm>();
   /** Hyp stage-1 (a simple map suffices, issue §3): pfn → how it is mapped. */
-  readonly hypS1 = new Map<number, HypMapping>();
+  readonly hypS1 = new ObservedMap<number, HypMapping>();
   /** Pages zeroed by poisoning (reclaim of a guest-owned page), for checks. */
   poisonCount = 0;
   /** Calls the hypervisor made itself, since the last drain (see `InternalCall`). */

@@ -26,8 +26,20 @@ interface RegionPages {
   readonly shareGuestCount: Uint32Array;
 }
 
+/** One `struct hyp_page` as numbers: the state byte (host nibble, complemented hyp nibble), refcount, share count. */
+export interface VmemmapEntry {
+  readonly state: number;
+  readonly refcount: number;
+  readonly shareGuestCount: number;
+}
+
 export class Vmemmap {
   private readonly regions: RegionPages[];
+  /**
+   * Observation only (the runner's incremental checks): while armed, every pfn whose entry is
+   * written, with the entry as it was before the first write; null otherwise.
+   */
+  changeLog: Map<number, VmemmapEntry> | null = null;
   /** Pages whose entry is not all-zero, kept up to date so checks need not scan all memory. */
   private readonly touched = new Set<number>();
 
@@ -64,6 +76,7 @@ export class Vmemmap {
 
   setHostState(pfn: number, state: PageState): void {
     const [r, i] = this.locate(pfn);
+    if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0xf0) | state;
     this.track(r, i);
   }
@@ -75,6 +88,7 @@ export class Vmemmap {
 
   setHypState(pfn: number, state: PageState): void {
     const [r, i] = this.locate(pfn);
+    if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0x0f) | ((state ^ 0b11) << 4);
     this.track(r, i);
   }
@@ -86,6 +100,7 @@ export class Vmemmap {
 
   setRefcount(pfn: number, value: number): void {
     const [r, i] = this.locate(pfn);
+    if (this.changeLog !== null) this.logBefore(r, i);
     r.refcount[i] = value;
     this.track(r, i);
   }
@@ -98,8 +113,26 @@ export class Vmemmap {
   setShareGuestCount(pfn: number, value: number): void {
     if (value < 0 || value > U32_MAX) throw new Error('host_share_guest_count out of range');
     const [r, i] = this.locate(pfn);
+    if (this.changeLog !== null) this.logBefore(r, i);
     r.shareGuestCount[i] = value;
     this.track(r, i);
+  }
+
+  private logBefore(r: RegionPages, i: number): void {
+    const log = this.changeLog as Map<number, VmemmapEntry>;
+    const pfn = r.firstPfn + i;
+    if (!log.has(pfn)) log.set(pfn, { state: r.state[i] as number, refcount: r.refcount[i] as number, shareGuestCount: r.shareGuestCount[i] as number });
+  }
+
+  /** The entry of a page of memory, as numbers (compared with a change log's "before"). */
+  entry(pfn: number): VmemmapEntry {
+    const [r, i] = this.locate(pfn);
+    return { state: r.state[i] as number, refcount: r.refcount[i] as number, shareGuestCount: r.shareGuestCount[i] as number };
+  }
+
+  /** How many pages have a non-default entry (without sorting them). */
+  get nonDefaultCount(): number {
+    return this.touched.size;
   }
 
   private track(r: RegionPages, i: number): void {
