@@ -9,6 +9,15 @@ import { HARDENED_KNOBS } from '../impl/hyp/design.js';
 import { operationsArbitrary } from '../properties/arbitraries.js';
 import { type MachineConfig } from '../properties/machine.js';
 import { describeFailure, runOperations } from '../properties/runner.js';
+import { type CheckName } from '../properties/checks.js';
+
+/** The same workload with no check selected: the simulation's own cost (model + system), the "bare" figure. */
+export const NO_CHECKS: ReadonlySet<CheckName> = new Set();
+
+/** A machine of one RAM region of `bytes` at 1 GiB, 40-bit PA: the memory-size scaling figures (64 MiB against 64 GiB). */
+export function flatMachine(bytes: number): MachineConfig {
+  return { physShift: 40, memory: [{ base: 0x4000_0000, size: bytes }], poolPages: 10, maxVms: 3, vmStructPages: 2 };
+}
 
 /**
  * With an SMMU machine, the DMA checks run too, and `interleave` adds a schedule of DMAs and
@@ -16,14 +25,15 @@ import { describeFailure, runOperations } from '../properties/runner.js';
  * the SMMU machine runs the v6-hardened driver (the posted one panics on host misuse), so every
  * benchmark run is clean.
  */
-export function benchCheckedOps(machine: MachineConfig, sequences = 300, interleave = false): number {
+export function benchCheckedOps(machine: MachineConfig, sequences = 300, interleave = false, checks?: ReadonlySet<CheckName>): number {
   // The known findings' steps are left out (properties/known-findings.ts).
   const samples = fc.sample(operationsArbitrary(machine, 40), { seed: 7, numRuns: sequences }).map((ops) => ops.filter(notAKnownFinding));
   const schedule = interleave
     ? Array.from({ length: 256 }, (_, i) => (i % 3 === 0 ? { kind: 'smmu_speculative_fill' as const, smmu: 0, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096 } : { kind: 'dma' as const, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096, access: 'read' as const }))
     : undefined;
   const driver = machine.smmu === undefined ? {} : { driver: HARDENED_KNOBS };
-  const options = schedule === undefined ? driver : { ...driver, schedule };
+  const withChecks = checks === undefined ? driver : { ...driver, checks };
+  const options = schedule === undefined ? withChecks : { ...withChecks, schedule };
   // Warm up on a few sequences first.
   for (const ops of samples.slice(0, 20)) runOperations(machine, ops, options);
   let steps = 0;

@@ -4,7 +4,7 @@
  * output can be piped or redirected into reports/out/bench.json. --quick runs a tenth of each
  * workload (CI smoke figures, noisier).
  */
-import { benchCheckedOps } from '../bench/ownership.js';
+import { NO_CHECKS, benchCheckedOps, flatMachine } from '../bench/ownership.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuNestedTlbHits, benchSmmuNestedWalks, benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
 import { defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
@@ -34,7 +34,21 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
   figures.checked_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true));
+  // Issue 15 item 1: the bare cost (no check selected) of the same workloads, and checked / bare.
+  figures.bare_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300, false, NO_CHECKS));
+  figures.bare_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, NO_CHECKS));
+  figures.checked_over_bare_cost_small_machine = ratio(figures.bare_ownership_ops_per_s_small_machine, figures.checked_ownership_ops_per_s_small_machine);
+  figures.checked_over_bare_cost_interleaved = ratio(figures.bare_dma_ops_per_s_interleaved, figures.checked_dma_ops_per_s_interleaved);
+  // Cost per checked op against the size of RAM: sparse structures keep it flat.
+  figures.checked_ownership_ops_per_s_64gib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 30), quick ? 60 : 300));
+  figures.checked_ownership_ops_per_s_64mib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 20), quick ? 60 : 300));
+  figures.cost_per_op_64gib_over_64mib = ratio(figures.checked_ownership_ops_per_s_64mib, figures.checked_ownership_ops_per_s_64gib);
   return figures;
+}
+
+/** a/b per second figures as a cost ratio (b's cost over a's), two decimals. */
+function ratio(fast: number, slow: number): number {
+  return Math.round((fast / slow) * 100) / 100;
 }
 
 export function main(argv: readonly string[], io: BenchIo = { out: (l) => console.log(l), err: (l) => console.error(l) }, run: (quick: boolean) => BenchFigures = runBenchmarks): number {
@@ -53,7 +67,7 @@ export function main(argv: readonly string[], io: BenchIo = { out: (l) => consol
   const figures = run(argv.includes('--quick'));
   // With --json a pipe sees the JSON alone; the table is still shown on the terminal (stderr).
   const human = json ? io.err : io.out;
-  for (const [name, value] of Object.entries(figures)) human(`${name.padEnd(36)} ${value.toLocaleString('en-US')}`);
+  for (const [name, value] of Object.entries(figures)) human(`${name.padEnd(40)} ${value.toLocaleString('en-US')}`);
   if (json) io.out(JSON.stringify(figures));
   return 0;
 }

@@ -17,14 +17,30 @@ export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 const U32_MAX = 0xffff_ffff;
 
-interface RegionPages {
+/**
+ * The entries of 4096 consecutive pages. The kernel's vmemmap is one array over all memory;
+ * here it is allocated a chunk at a time on the first write (simulation choice: a chunk never
+ * written reads as zero, which is what the kernel's zeroed array holds), so a machine with
+ * 64 GiB of RAM costs what its runs touch, not 112 MiB per boot.
+ */
+interface PageChunk {
   readonly firstPfn: number;
-  readonly pages: number;
   readonly refcount: Uint16Array;
   /** Low nibble: host state; high nibble: hyp state XOR 0b11. */
   readonly state: Uint8Array;
   readonly shareGuestCount: Uint32Array;
 }
+
+const CHUNK_PAGES = 4096;
+
+interface RegionPages {
+  readonly firstPfn: number;
+  readonly pages: number;
+  readonly chunks: Map<number, PageChunk>;
+}
+
+/** What an unwritten chunk reads as; never written (writers allocate their own chunk). */
+const ZERO_CHUNK: PageChunk = { firstPfn: 0, refcount: new Uint16Array(CHUNK_PAGES), state: new Uint8Array(CHUNK_PAGES), shareGuestCount: new Uint32Array(CHUNK_PAGES) };
 
 /** One `struct hyp_page` as numbers: the state byte (host nibble, complemented hyp nibble), refcount, share count. */
 export interface VmemmapEntry {
@@ -46,19 +62,24 @@ export class Vmemmap {
   constructor(memblock: readonly MemblockRegion[]) {
     this.regions = memblock.map((r) => {
       const pages = r.size / PAGE_SIZE;
-      return {
-        firstPfn: r.base / PAGE_SIZE,
-        pages,
-        refcount: new Uint16Array(pages),
-        state: new Uint8Array(pages),
-        shareGuestCount: new Uint32Array(pages),
-      };
+      return { firstPfn: r.base / PAGE_SIZE, pages, chunks: new Map() };
     });
   }
 
-  private locate(pfn: number): [RegionPages, number] {
+  private locate(pfn: number, write = false): [PageChunk, number] {
     for (const r of this.regions) {
-      if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) return [r, pfn - r.firstPfn];
+      if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) {
+        const offset = pfn - r.firstPfn;
+        const index = Math.floor(offset / CHUNK_PAGES);
+        let chunk = r.chunks.get(index);
+        if (chunk === undefined) {
+          if (!write) return [ZERO_CHUNK, offset % CHUNK_PAGES];
+          const n = Math.min(CHUNK_PAGES, r.pages - index * CHUNK_PAGES);
+          chunk = { firstPfn: r.firstPfn + index * CHUNK_PAGES, refcount: new Uint16Array(n), state: new Uint8Array(n), shareGuestCount: new Uint32Array(n) };
+          r.chunks.set(index, chunk);
+        }
+        return [chunk, offset % CHUNK_PAGES];
+      }
     }
     // Callers check `range_is_memory` first; reaching here is a hypervisor bug (a BUG() at EL2),
     // reported as a panic so a run with a broken check ends with a counterexample, not a crash.
@@ -75,7 +96,7 @@ export class Vmemmap {
   }
 
   setHostState(pfn: number, state: PageState): void {
-    const [r, i] = this.locate(pfn);
+    const [r, i] = this.locate(pfn, true);
     if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0xf0) | state;
     this.track(r, i);
@@ -87,7 +108,7 @@ export class Vmemmap {
   }
 
   setHypState(pfn: number, state: PageState): void {
-    const [r, i] = this.locate(pfn);
+    const [r, i] = this.locate(pfn, true);
     if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0x0f) | ((state ^ 0b11) << 4);
     this.track(r, i);
@@ -99,7 +120,7 @@ export class Vmemmap {
   }
 
   setRefcount(pfn: number, value: number): void {
-    const [r, i] = this.locate(pfn);
+    const [r, i] = this.locate(pfn, true);
     if (this.changeLog !== null) this.logBefore(r, i);
     r.refcount[i] = value;
     this.track(r, i);
@@ -112,13 +133,13 @@ export class Vmemmap {
 
   setShareGuestCount(pfn: number, value: number): void {
     if (value < 0 || value > U32_MAX) throw new Error('host_share_guest_count out of range');
-    const [r, i] = this.locate(pfn);
+    const [r, i] = this.locate(pfn, true);
     if (this.changeLog !== null) this.logBefore(r, i);
     r.shareGuestCount[i] = value;
     this.track(r, i);
   }
 
-  private logBefore(r: RegionPages, i: number): void {
+  private logBefore(r: PageChunk, i: number): void {
     const log = this.changeLog as Map<number, VmemmapEntry>;
     const pfn = r.firstPfn + i;
     if (!log.has(pfn)) log.set(pfn, { state: r.state[i] as number, refcount: r.refcount[i] as number, shareGuestCount: r.shareGuestCount[i] as number });
@@ -135,7 +156,7 @@ export class Vmemmap {
     return this.touched.size;
   }
 
-  private track(r: RegionPages, i: number): void {
+  private track(r: PageChunk, i: number): void {
     if (r.state[i] !== 0 || r.refcount[i] !== 0 || r.shareGuestCount[i] !== 0) this.touched.add(r.firstPfn + i);
     else this.touched.delete(r.firstPfn + i);
   }
