@@ -66,7 +66,12 @@ export class Vmemmap {
     });
   }
 
+  /** The chunk the last access found (accesses come in runs of neighbouring pages). */
+  private lastChunk: PageChunk | undefined;
+
   private locate(pfn: number, write = false): [PageChunk, number] {
+    const last = this.lastChunk;
+    if (last !== undefined && pfn >= last.firstPfn && pfn < last.firstPfn + last.state.length) return [last, pfn - last.firstPfn];
     for (const r of this.regions) {
       if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) {
         const offset = pfn - r.firstPfn;
@@ -78,6 +83,7 @@ export class Vmemmap {
           chunk = { firstPfn: r.firstPfn + index * CHUNK_PAGES, refcount: new Uint16Array(n), state: new Uint8Array(n), shareGuestCount: new Uint32Array(n) };
           r.chunks.set(index, chunk);
         }
+        this.lastChunk = chunk;
         return [chunk, offset % CHUNK_PAGES];
       }
     }
