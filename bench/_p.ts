@@ -10,7 +10,7 @@ const [m, inter] = which === 'small' ? [smallMachine(), false] : [smallMachineWi
 const samples = fc.sample(operationsArbitrary(m, 40), { seed: 7, numRuns: 200 }).map((ops) => ops.filter(notAKnownFinding));
 const schedule = inter ? Array.from({ length: 256 }, (_, i) => (i % 3 === 0 ? { kind: 'smmu_speculative_fill' as const, smmu: 0, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096 } : { kind: 'dma' as const, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096, access: 'read' as const })) : undefined;
 const base = m.smmu === undefined ? {} : { driver: HARDENED_KNOBS };
-const opts: any = { ...base, ...(schedule ? { schedule } : {}), ...(bare ? { checks: new Set() } : {}) };
+const opts: any = { reuseBoot: true, ...base, ...(schedule ? { schedule } : {}), ...(bare ? { checks: new Set() } : {}) };
 let steps = 0; const t = performance.now();
 for (let k = 0; k < (which==='small'?10:2); k++) for (const ops of samples) steps += runOperations(m, ops, opts).steps.length;
 const dt = performance.now() - t;

@@ -31,7 +31,7 @@ export function benchCheckedOps(machine: MachineConfig, sequences = 300, interle
   const schedule = interleave
     ? Array.from({ length: 256 }, (_, i) => (i % 3 === 0 ? { kind: 'smmu_speculative_fill' as const, smmu: 0, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096 } : { kind: 'dma' as const, sid: 1, addr: 0x4000_0000 + (i % 16) * 4096, access: 'read' as const }))
     : undefined;
-  const driver = machine.smmu === undefined ? {} : { driver: HARDENED_KNOBS };
+  const driver = machine.smmu === undefined ? { reuseBoot: true } : { driver: HARDENED_KNOBS, reuseBoot: true };
   const withChecks = checks === undefined ? driver : { ...driver, checks };
   const options = schedule === undefined ? withChecks : { ...withChecks, schedule };
   // Warm up on a few sequences first.

@@ -5,6 +5,7 @@
  * workload (CI smoke figures, noisier).
  */
 import { NO_CHECKS, benchCheckedOps, flatMachine } from '../bench/ownership.js';
+import { benchBootMillis } from '../bench/boot.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuNestedTlbHits, benchSmmuNestedWalks, benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
 import { defaultMachine, smallMachine, smallMachineWithSmmu } from '../properties/machine.js';
@@ -39,6 +40,8 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.bare_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, NO_CHECKS));
   figures.checked_over_bare_cost_small_machine = ratio(figures.bare_ownership_ops_per_s_small_machine, figures.checked_ownership_ops_per_s_small_machine);
   figures.checked_over_bare_cost_interleaved = ratio(figures.bare_dma_ops_per_s_interleaved, figures.checked_dma_ops_per_s_interleaved);
+  figures.boot_ms_per_run_smmu_machine = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 100 : 1000, true) * 1000) / 1000;
+  figures.boot_ms_per_run_smmu_machine_fresh = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 10 : 100, false) * 1000) / 1000;
   // Cost per checked op against the size of RAM: sparse structures keep it flat.
   figures.checked_ownership_ops_per_s_64gib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 30), quick ? 60 : 300));
   figures.checked_ownership_ops_per_s_64mib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 20), quick ? 60 : 300));

@@ -258,7 +258,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const start = clock();
   const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
   const coverage = new CoverageTracker();
-  const options = campaignRunOptions(spec, { continueAfterViolation: true, steps: coverage });
+  const options = campaignRunOptions(spec, { continueAfterViolation: true, steps: coverage, reuseBoot: true });
   const guidedCorpus: StepOp[][] = [];
   const keep = hooks.keep;
   const generated = operationsArbitrary(spec.machine, spec.maxOps, spec.hostDomains === true ? { hostDomains: true } : {});

@@ -11,6 +11,7 @@ import { type CheckName, type TablesView, type Violation, checkHostCpuIsolation,
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaMappings, checkDmaOutcome, checkLastDma, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation, protectedPages } from './dma.js';
 import { IncrementalChecks } from './incremental.js';
+import { reusableBoot } from './boot-cache.js';
 import { StepLog } from './step-log.js';
 import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
 import { u64 } from '../impl/arch/u64.js';
@@ -102,12 +103,18 @@ export interface RunOptions {
   /** Told of every step with the states around it (traces). */
   readonly steps?: StepObserver;
   /**
-   * Run every full check every this many steps (and on the last step); in between, a check runs
+   * Run every full check on the first step, every this many steps and on the last step; in between, a check runs
    * only when the step's write log says it could fail (properties/incremental.ts). 1: full checks
-   * after every step. Traces, fault sweeps and runs that continue after a violation always check
-   * in full.
+   * after every step. Fault sweeps always check in full, and runs that continue after a
+   * violation (traces, campaigns) check in full from then on.
    */
   readonly fullCheckEvery?: number;
+  /**
+   * Reuse a booted system of this machine, reset to its boot state (properties/boot-cache.ts),
+   * instead of booting again; ignored with `inject` or `afterBoot`. The returned `system` is then
+   * reset by the next such run: for callers that are done with it by then (campaigns, searches).
+   */
+  readonly reuseBoot?: boolean;
 }
 
 /** The default period of the full checks between incremental ones (issue 15 item 1). */
@@ -266,7 +273,9 @@ function smmuWriteViolations(system: System, pre: ModelState, post: ModelState, 
 
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
   const checks = options.checks ?? ALL_CHECKS;
-  const booted = bootPair(withDriverOptions(machine, options.driver), options.inject, options.afterBoot);
+  const configured = withDriverOptions(machine, options.driver);
+  const reuse = options.reuseBoot === true && options.inject === undefined && options.afterBoot === undefined;
+  const booted = reuse ? reusableBoot(JSON.stringify(configured), () => bootPair(configured)) : bootPair(configured, options.inject, options.afterBoot);
   let { model } = booted;
   const { system } = booted;
   const identity = initialIdentity(system);
@@ -290,11 +299,13 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   };
   // Incremental checks (issue 15 item 1): off where a run must see every check every step.
   const every = options.fullCheckEvery ?? FULL_CHECK_EVERY;
-  const checkInFull = every <= 1 || options.continueAfterViolation === true || options.steps !== undefined || options.faults !== undefined;
+  // The fault sweep compares states itself; after a violation (runs that continue: campaigns,
+  // traces) every step is checked in full, since the incremental checks reason from a clean state.
+  const checkInFull = every <= 1 || options.faults !== undefined;
   const log = checkInFull ? undefined : new StepLog(system);
   const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages);
   // The first step is checked in full: the incremental checks reason from a state that passed.
-  const isFullStep = (index: number): boolean => incremental === undefined || index % every === 0 || index === ops.length - 1;
+  const isFullStep = (index: number): boolean => incremental === undefined || failure !== undefined || index % every === 0 || index === ops.length - 1;
   /** After a step's checks: a full check's state is the next reference; the log starts afresh. */
   const endStep = (full: boolean): void => {
     if (full) incremental?.resync();

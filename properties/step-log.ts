@@ -36,11 +36,27 @@ export class StepLog {
     const parts = system.iommu;
     if (parts !== undefined) {
       const fills = this.cacheFills;
-      const observer: CacheObserver = { filled: (e) => fills.push(e), dropped: () => {}, removing: () => {}, removed: () => {} };
-      parts.smmu.observeCaches(observer);
-      for (const device of parts.devices.values()) device.atcObserver = observer;
+      // A trace's cache history may watch too: it keeps being told.
+      const chained = (previous: CacheObserver | null): CacheObserver => ({
+        filled: (e) => {
+          fills.push(e);
+          previous?.filled(e);
+        },
+        dropped: (e) => previous?.dropped(e),
+        removing: (c) => previous?.removing(c),
+        removed: (c) => previous?.removed(c),
+      });
+      this.previousSmmuObserver = parts.smmu.cachesObserver;
+      parts.smmu.observeCaches(chained(this.previousSmmuObserver));
+      for (const device of parts.devices.values()) {
+        this.previousAtcObservers.set(device.sid, device.atcObserver);
+        device.atcObserver = chained(device.atcObserver);
+      }
     }
   }
+
+  private previousSmmuObserver: CacheObserver | null = null;
+  private readonly previousAtcObservers = new Map<number, CacheObserver | null>();
 
   /** Forgets what the previous step changed. */
   clear(): void {
@@ -58,8 +74,8 @@ export class StepLog {
     sys.hyp.hypS1.changeLog = null;
     sys.cpu.tlb.fillLog = null;
     if (sys.iommu !== undefined) {
-      sys.iommu.smmu.observeCaches(null);
-      for (const device of sys.iommu.devices.values()) device.atcObserver = null;
+      sys.iommu.smmu.observeCaches(this.previousSmmuObserver);
+      for (const device of sys.iommu.devices.values()) device.atcObserver = this.previousAtcObservers.get(device.sid) ?? null;
     }
   }
 }

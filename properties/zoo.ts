@@ -61,7 +61,7 @@ export function designOptions(bug: InjectedBug, checks: ReadonlySet<CheckName>, 
   // Bugs are injected into the hardened driver, where every check holds without them.
   const design = findDesign(bug.design ?? 'v6-hardened');
   if (design === undefined) throw new Error(`bug ${bug.name}: unknown design ${bug.design}`);
-  const base: RunOptions = { checks, ...(schedule === undefined ? {} : { schedule }) };
+  const base: RunOptions = { checks, reuseBoot: true, ...(schedule === undefined ? {} : { schedule }) };
   return design.runOptions(withBug ? { ...base, inject: bug.inject, ...(bug.afterBoot === undefined ? {} : { afterBoot: bug.afterBoot }) } : base);
 }
 

@@ -1588,6 +1588,11 @@ export class Smmu implements MmioHandler {
    * (null stops it), and brackets each invalidation and eviction while it takes effect. Traces
    * only (conformance/cache-history.ts): what is cached and removed does not change.
    */
+  /** The observer `observeCaches` set (null: none), so another watcher can chain to it. */
+  get cachesObserver(): CacheObserver | null {
+    return this.cacheObserver;
+  }
+
   observeCaches(observer: CacheObserver | null): void {
     this.cacheObserver = observer;
     this.caches.observer = observer;
