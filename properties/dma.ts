@@ -10,7 +10,6 @@
  *    host-owned page the host's own stage 1 maps it to;
  *  - smmu_protection: the SMMU's own structures and the hypervisor's memory are unreachable by DMA.
  */
-import { match } from 'ts-pattern';
 import { CMD_BYTES } from '../impl/arch/smmu/commands.js';
 import { type DmaOutcome } from '../impl/hw/device.js';
 import { type System } from '../impl/system.js';
@@ -132,110 +131,115 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
   if (parts === undefined) return { ret: -19, detail: 'no SMMU in this machine' };
   const device = (sid: number) => parts.devices.get(sid);
   const step = (p: Parameters<System['stepHardware']>[0]) => sys.stepHardware(p);
-  return match(op)
-    .with({ kind: 'dma' }, (o) => {
-      const d = device(o.sid);
-      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
-      const owed = identity.domains.has(o.sid) ? domainObligation(sys, o.sid, o.addr, o.access) : undefined;
-      const result = dmaResult(d.dma(o.addr, o.access, 0x5a5a_5a5a));
+  // A switch, not ts-pattern: this runs once per hardware step (issue 15 item 1).
+  switch (op.kind) {
+    case 'dma': {
+      const d = device(op.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${op.sid}` };
+      const owed = identity.domains.has(op.sid) ? domainObligation(sys, op.sid, op.addr, op.access) : undefined;
+      const result = dmaResult(d.dma(op.addr, op.access, 0x5a5a_5a5a));
       return owed === undefined ? result : { ...result, owed };
-    })
-    .with({ kind: 'ats_translate' }, (o) => {
-      const d = device(o.sid);
-      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
-      const r = d.atsTranslate(o.addr);
+    }
+    case 'ats_translate': {
+      const d = device(op.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${op.sid}` };
+      const r = d.atsTranslate(op.addr);
       return { ret: r.kind === 'success' ? 0 : 1, detail: `ATS ${r.kind}` };
-    })
-    .with({ kind: 'dma_translated' }, (o) => {
-      const d = device(o.sid);
-      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
-      return dmaResult(d.dmaTranslated(o.addr, o.access, 0x5a5a_5a5a));
-    })
-    .with({ kind: 'dma_forged_translated' }, (o) => {
-      const d = device(o.sid);
-      if (d === undefined) return { ret: -19, detail: `no device with sid ${o.sid}` };
+    }
+    case 'dma_translated': {
+      const d = device(op.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${op.sid}` };
+      return dmaResult(d.dmaTranslated(op.addr, op.access, 0x5a5a_5a5a));
+    }
+    case 'dma_forged_translated': {
+      const d = device(op.sid);
+      if (d === undefined) return { ret: -19, detail: `no device with sid ${op.sid}` };
       // Only an endpoint that implements ATS emits Translated transactions at all.
       if (!d.ats) return { ret: 1, detail: 'fault: the device does not implement ATS' };
-      return dmaResult(d.dmaForgedTranslated(o.pa, o.access, 0x5a5a_5a5a));
-    })
-    .with({ kind: 'smmu_speculative_fill' }, (o) => {
-      const r = parts.smmu.speculativeFill(o.sid, o.addr);
+      return dmaResult(d.dmaForgedTranslated(op.pa, op.access, 0x5a5a_5a5a));
+    }
+    case 'smmu_speculative_fill': {
+      const r = parts.smmu.speculativeFill(op.sid, op.addr);
       return { ret: r.filled ? 0 : 1, detail: r.filled ? 'filled' : 'nothing to fill' };
-    })
-    .with({ kind: 'smmu_evict' }, (o) => {
-      const n = o.cache === 'all' ? parts.smmu.evict({ cache: 'all' }) : parts.smmu.evict({ cache: o.cache, select: o.index });
+    }
+    case 'smmu_evict': {
+      const n = op.cache === 'all' ? parts.smmu.evict({ cache: 'all' }) : parts.smmu.evict({ cache: op.cache, select: op.index });
       return { ret: 0, detail: `${n} evicted` };
-    })
-    .with({ kind: 'smmu_consume' }, () => {
+    }
+    case 'smmu_consume': {
       const r = parts.smmu.consumeOneCommand();
       return { ret: 0, detail: r.kind };
-    })
-    .with({ kind: 'host_attach_identity' }, (o) => {
-      const d = device(o.sid);
-      sys.hyp.run(parts.hostDriver.attachIdentity(o.sid, d?.ats ?? false), step);
+    }
+    case 'host_attach_identity': {
+      const d = device(op.sid);
+      sys.hyp.run(parts.hostDriver.attachIdentity(op.sid, d?.ats ?? false), step);
       // Identity DMA is owed only while the host keeps its (emulated) SMMU enabled: a host that
       // turned it off made its own devices abort (GBPA), which is not an availability failure.
-      if (d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(o.sid);
+      if (d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(op.sid);
       return { ret: 0, detail: 'attached' };
-    })
-    .with({ kind: 'host_mmio_write' }, (o) => {
-      const size = o.size ?? 4;
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, true, o.value, size, o.valueHi ?? 0), step);
+    }
+    case 'host_mmio_write': {
+      const size = op.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + op.offset, true, op.value, size, op.valueHi ?? 0), step);
       // Re-programming the SMMU may change any stream's configuration.
       identity.clear();
       identity.hostDriverIntact = false;
-      const shown = size === 8 ? `0x${(o.valueHi ?? 0).toString(16)}_${o.value.toString(16).padStart(8, '0')}` : `0x${o.value.toString(16)}`;
-      return { ret: r, detail: `${size * 8}-bit write ${shown} to 0x${o.offset.toString(16)}` };
-    })
-    .with({ kind: 'host_mmio_read' }, (o) => {
-      const size = o.size ?? 4;
-      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + o.offset, false, 0, size), step);
-      return { ret: r, detail: `${size * 8}-bit read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${o.offset.toString(16)}` };
-    })
-    .with({ kind: 'host_write_ste' }, (o) => {
+      const shown = size === 8 ? `0x${(op.valueHi ?? 0).toString(16)}_${op.value.toString(16).padStart(8, '0')}` : `0x${op.value.toString(16)}`;
+      return { ret: r, detail: `${size * 8}-bit write ${shown} to 0x${op.offset.toString(16)}` };
+    }
+    case 'host_mmio_read': {
+      const size = op.size ?? 4;
+      const r = sys.hyp.run(sys.hyp.hostMmioAccess(parts.hostDriver.smmuBase + op.offset, false, 0, size), step);
+      return { ret: r, detail: `${size * 8}-bit read 0x${sys.hyp.lastMmioRead.toString(16)} from 0x${op.offset.toString(16)}` };
+    }
+    case 'host_write_ste': {
       // Arbitrary words in the first four doublewords of the host's STE, then CFGI_STE + SYNC.
       const host = parts.hostDriver;
-      const sid = o.sid % host.steSlots;
+      const sid = op.sid % host.steSlots;
       const at = host.steAddress(sid);
-      for (let i = 0; i < 2; i++) sys.memory.store64(at + i * 8, o.words[2 * i] as number, o.words[2 * i + 1] as number);
+      for (let i = 0; i < 2; i++) sys.memory.store64(at + i * 8, op.words[2 * i] as number, op.words[2 * i + 1] as number);
       identity.delete(sid);
       sys.hyp.run(host.issue([{ kind: 'CFGI_STE', ssec: false, sid, leaf: true }]), step);
       return { ret: 0, detail: 'STE written' };
-    })
-    .with({ kind: 'host_domain_attach' }, (o) => {
-      const d = device(o.sid);
+    }
+    case 'host_domain_attach': {
+      const d = device(op.sid);
       // Negative: the host driver's own errno; anything else is the trapped PROD write's outcome.
-      const r = Math.min(0, sys.hyp.run(parts.hostDriver.attachDomain(o.sid, d?.ats ?? false), step));
-      identity.delete(o.sid);
-      if (r === 0 && d !== undefined && identity.hostDriverIntact && (parts.driver.host.cr0 & 1) !== 0) identity.domains.add(o.sid);
-      const domain = parts.hostDriver.domainOf(o.sid);
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.attachDomain(op.sid, d?.ats ?? false), step));
+      identity.delete(op.sid);
+      if (r === 0 && d !== undefined && identity.hostDriverIntact && (parts.driver.host.cr0 & 1) !== 0) identity.domains.add(op.sid);
+      const domain = parts.hostDriver.domainOf(op.sid);
       return { ret: r, detail: r === 0 && domain !== undefined ? `attached to a DMA domain (ASID ${domain.asid}, CD table 0x${domain.cdTable.toString(16)})` : `attach failed (${r})` };
-    })
-    .with({ kind: 'host_domain_detach' }, (o) => {
-      const d = device(o.sid);
-      const r = Math.min(0, sys.hyp.run(parts.hostDriver.detachDomain(o.sid, d?.ats ?? false), step));
-      identity.domains.delete(o.sid);
-      if (r === 0 && d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(o.sid);
+    }
+    case 'host_domain_detach': {
+      const d = device(op.sid);
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.detachDomain(op.sid, d?.ats ?? false), step));
+      identity.domains.delete(op.sid);
+      if (r === 0 && d !== undefined && (parts.driver.host.cr0 & 1) !== 0) identity.add(op.sid);
       return { ret: r, detail: r === 0 ? 'detached: bypass, TLBI_NH_ASID' : `detach failed (${r})` };
-    })
-    .with({ kind: 'host_domain_map' }, (o) => {
-      const r = Math.min(0, sys.hyp.run(parts.hostDriver.mapDma(o.sid, o.iova, o.pa, o.nrPages * PAGE, o.write), step));
-      return { ret: r, detail: r === 0 ? `mapped IOVA 0x${o.iova.toString(16)} → 0x${o.pa.toString(16)} (${o.nrPages} page(s), ${o.write ? 'rw' : 'r'})` : `map failed (${r})` };
-    })
-    .with({ kind: 'host_domain_unmap' }, (o) => {
-      const d = device(o.sid);
-      const r = sys.hyp.run(parts.hostDriver.unmapDma(o.sid, o.iova, o.nrPages * PAGE, d?.ats ?? false), step);
-      return { ret: r < 0 ? r : 0, detail: r < 0 ? `unmap failed (${r})` : `unmapped ${r / PAGE} page(s) at IOVA 0x${o.iova.toString(16)}` };
-    })
-    .with({ kind: 'host_write_cmd' }, (o) => {
-      const count = o.count ?? 1;
+    }
+    case 'host_domain_map': {
+      const r = Math.min(0, sys.hyp.run(parts.hostDriver.mapDma(op.sid, op.iova, op.pa, op.nrPages * PAGE, op.write), step));
+      return { ret: r, detail: r === 0 ? `mapped IOVA 0x${op.iova.toString(16)} → 0x${op.pa.toString(16)} (${op.nrPages} page(s), ${op.write ? 'rw' : 'r'})` : `map failed (${r})` };
+    }
+    case 'host_domain_unmap': {
+      const d = device(op.sid);
+      const r = sys.hyp.run(parts.hostDriver.unmapDma(op.sid, op.iova, op.nrPages * PAGE, d?.ats ?? false), step);
+      return { ret: r < 0 ? r : 0, detail: r < 0 ? `unmap failed (${r})` : `unmapped ${r / PAGE} page(s) at IOVA 0x${op.iova.toString(16)}` };
+    }
+    case 'host_write_cmd': {
+      const count = op.count ?? 1;
       // Raw words (a reserved opcode stops the queue; a batch beyond the queue overruns it): the
       // host driver's later commands may never take effect.
       identity.hostDriverIntact = false;
-      sys.hyp.run(parts.hostDriver.issueRaw([o.words[0], o.words[1], o.words[2], o.words[3]], count), step);
+      sys.hyp.run(parts.hostDriver.issueRaw([op.words[0], op.words[1], op.words[2], op.words[3]], count), step);
       return { ret: 0, detail: count === 1 ? `command words written (${CMD_BYTES} bytes)` : `${count} copies of the command words written in one batch` };
-    })
-    .exhaustive();
+    }
+    default: {
+      const never: never = op;
+      throw new Error(`unknown hardware step ${JSON.stringify(never)}`);
+    }
+  }
 }
 
 /** Pages the SMMU must never reach: the hypervisor's structures (queues, tables, pools). */
