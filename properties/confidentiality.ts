@@ -43,8 +43,8 @@ interface Label {
 export class DataLabels {
   private readonly labels = new Map<number, Label>();
   private readonly previous: StoreObserver | null;
-  /** Pages the hypervisor may write during the current step (hyp-owned before or after it). */
-  private hypPages: ReadonlySet<number> = new Set();
+  /** The state the current step started from: its hyp-owned pages are where the hypervisor's data goes. */
+  private pre: ModelState | undefined;
   private recording = false;
 
   constructor(private readonly memory: PhysicalMemory) {
@@ -62,7 +62,8 @@ export class DataLabels {
   /** Before a step that runs hypervisor code: its stores into hyp pages are the hypervisor's data. */
   beginStep(pre: ModelState): void {
     // Hyp-owned only: what the hypervisor writes into a page the host shares with it is meant for the host.
-    this.hypPages = new Set([...pre.hyp].filter(([, st]) => st === 'OWNED').map(([pfn]) => pfn));
+    // Looked up per store rather than collected per step (issue 15 item 1: a step costs what it writes).
+    this.pre = pre;
     this.recording = true;
   }
 
@@ -112,7 +113,7 @@ export class DataLabels {
 
   private onStore(pa: number, lo: number, hi: number): void {
     const pfn = Math.floor(pa / PAGE);
-    if (!this.hypPages.has(pfn)) return;
+    if (this.pre?.hyp.get(pfn) !== 'OWNED') return;
     let label = this.labels.get(pfn);
     if (label === undefined) {
       if (lo === 0 && hi === 0) return;

@@ -45,6 +45,11 @@ export interface StepDelta {
   readonly dma: IndexUpdate | undefined;
   /** VMs that appeared or disappeared (the guest parts then take the full check). */
   readonly vmSetChanged: boolean;
+  /** The hypervisor's SMMU structures now (pages DMA must never reach) and those new since the last step. */
+  readonly protectedPages: ReadonlySet<number>;
+  readonly newlyProtected: readonly number[];
+  /** Whether some VM's metadata or pool page count moved (pages changed hands). */
+  readonly vmPagesMoved: boolean;
 }
 
 /** The DMA stage-2's tree as a table root (the shadow idmap's io-pgtable), or the host's in the shared designs. */
@@ -75,8 +80,8 @@ export class IncrementalChecks {
     this.resync();
   }
 
-  /** Re-reads every tree and set (after a full check, whose state is the new reference). */
-  resync(): void {
+  /** Reads every tree and set as they are (the state the first step starts from). */
+  private resync(): void {
     const sys = this.sys;
     this.host.rebuild();
     this.guests.clear();
@@ -145,7 +150,13 @@ export class IncrementalChecks {
     }
     if (pre.vms.size !== post.vms.size) vmSetChanged = true;
     const dma = this.dmaIsHost ? host : this.dma?.update(log.words);
-    return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, vmSetChanged };
+    const protectedPages = new Set(this.protectedPages(sys));
+    const newlyProtected = [...protectedPages].filter((pfn) => !this.protectedBefore.has(pfn));
+    this.protectedBefore = protectedPages;
+    const counts = this.vmPageCounts();
+    const vmPagesMoved = counts.size !== this.vmPages.size || [...counts].some(([vm, c]) => this.vmPages.get(vm) !== c);
+    this.vmPages = counts;
+    return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, vmSetChanged, protectedPages, newlyProtected, vmPagesMoved };
   }
 
   // ---- the "could the full check fail?" predicates ----
@@ -249,15 +260,11 @@ export class IncrementalChecks {
    */
   poolsMayFail(d: StepDelta, poolPages: number): boolean {
     const sys = this.sys;
-    const counts = this.vmPageCounts();
-    const before = this.vmPages;
-    this.vmPages = counts;
-    if (d.vmSetChanged) return true;
+    if (d.vmSetChanged || d.vmPagesMoved) return true;
     if (sys.hostS2Pool.allocatedBytes !== this.host.size * PAGE) return true;
     let held = 0;
     for (const [vm, guest] of sys.hyp.vms) {
       held += guest.metadataPages.length + guest.pool.owned.length;
-      if (before.get(vm) !== counts.get(vm)) return true;
       const u = d.guests.get(vm);
       if (u === undefined) return true;
       if (u.linked.length > 0) {
@@ -277,13 +284,11 @@ export class IncrementalChecks {
     const sys = this.sys;
     const parts = sys.iommu;
     if (parts === undefined) return false;
-    const protectedNow = new Set(this.protectedPages(sys));
-    const before = this.protectedBefore;
-    this.protectedBefore = protectedNow;
+    const protectedNow = d.protectedPages;
     const banned = (pfn: number) => post.host.get(pfn) === 'NOPAGE' || protectedNow.has(pfn);
     const candidates = (): Iterable<number> => [...post.host.keys(), ...protectedNow];
     const fresh: number[] = d.pfns.filter((pfn) => post.host.get(pfn) === 'NOPAGE');
-    for (const pfn of protectedNow) if (!before.has(pfn)) fresh.push(pfn);
+    fresh.push(...d.newlyProtected);
     if (fresh.length > 0) {
       const entries = [...parts.smmu.cachedTranslations(), ...parts.smmu.cachedS1Translations(), ...[...parts.devices.values()].flatMap((dev) => dev.atcEntries())];
       for (const pfn of fresh) {

@@ -306,9 +306,8 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages);
   // The first step is checked in full: the incremental checks reason from a state that passed.
   const isFullStep = (index: number): boolean => incremental === undefined || failure !== undefined || index % every === 0 || index === ops.length - 1;
-  /** After a step's checks: a full check's state is the next reference; the log starts afresh. */
-  const endStep = (full: boolean): void => {
-    if (full) incremental?.resync();
+  /** After a step's checks: the log starts afresh. */
+  const endStep = (): void => {
     log?.clear();
   };
   for (let index = 0; index < ops.length; index++) {
@@ -338,7 +337,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       model = applyInternalCalls(system, model, violations);
       if (interleaving !== undefined) violations.push(...checkInterleaved(interleaving.ran, pre, model, checks));
       const full = isFullStep(index);
-      const delta = !full && incremental !== undefined && log !== undefined ? incremental.delta(log, pre, model) : undefined;
+      // The indexes follow every step; on a full step the delta is only bookkeeping.
+      const stepDelta = incremental !== undefined && log !== undefined ? incremental.delta(log, pre, model) : undefined;
+      const delta = full ? undefined : stepDelta;
       const lastDma = step.kind === 'dma' ? { sid: step.sid, addr: step.addr, outcome } : undefined;
       if (checks.has('dma_isolation') && (step.kind === 'dma' || step.kind === 'dma_translated' || step.kind === 'dma_forged_translated')) violations.push(...checkDmaOutcome(model, outcome, step.access));
       if (checks.has('dma_isolation') && (delta === undefined || (incremental as IncrementalChecks).dmaIsolationMayFail(log as StepLog, delta, model))) violations.push(...checkDmaIsolation(system, model));
@@ -355,7 +356,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('refinement_state') && (delta === undefined || (incremental as IncrementalChecks).refinementMayFail(delta, pre, model))) {
         for (const d of diffStates(model, abstractState(system, model.config))) violations.push({ check: 'refinement_state', message: d });
       }
-      endStep(full);
+      endStep();
       const record: StepRecord = { index, op: step, modelRet: outcome.ret, systemRet: outcome.ret, violations, ...interleavedOf(interleaving), ...commandsOf() };
       steps.push(record);
       options.faults?.after?.(record, system, model);
@@ -398,6 +399,9 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     if (checks.has('refinement_ret') && systemRet !== 'panic' && systemRet !== expected.ret) {
       violations.push({ check: 'refinement_ret', message: `returned ${typeof systemRet === 'number' ? errnoName(systemRet) : systemRet}, model expects ${errnoName(expected.ret)}` });
     }
+    // The error check reads the indexes as they were before the step: before the delta moves them.
+    const errorChanged = !full && wantsFingerprint && !injected && systemRet !== 'panic' && incremental !== undefined && log !== undefined && incremental.errorChangedState(log, budgetBefore);
+    const stepDelta = systemRet !== 'panic' && incremental !== undefined && log !== undefined ? incremental.delta(log, pre, model) : undefined;
     if (systemRet !== 'panic' && full) {
       const view = viewTables(system);
       if (checks.has('refinement_state')) {
@@ -412,12 +416,10 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
       if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
-    } else if (systemRet !== 'panic' && incremental !== undefined && log !== undefined) {
+    } else if (stepDelta !== undefined && incremental !== undefined && log !== undefined) {
       // Incremental: a check runs (in full) only where the step's changes say it could fail.
-      if (wantsFingerprint && !injected && incremental.errorChangedState(log, budgetBefore)) {
-        violations.push({ check: 'error_changes_nothing', message: `${errnoName(expected.ret)} expected and the system state changed` });
-      }
-      const delta = incremental.delta(log, pre, model);
+      if (errorChanged) violations.push({ check: 'error_changes_nothing', message: `${errnoName(expected.ret)} expected and the system state changed` });
+      const delta = stepDelta;
       let view: TablesView | undefined;
       const tables = (): TablesView => (view ??= viewTables(system));
       if (checks.has('refinement_state') && incremental.refinementMayFail(delta, pre, model)) {
@@ -432,7 +434,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     }
     violations.push(...smmuWriteViolations(system, pre, model, checks));
     if (labels !== undefined && systemRet !== 'panic') violations.push(...labels.endStep(system, pre, model));
-    endStep(isFullStep(index));
+    endStep();
     const record: StepRecord = { index, op, modelRet: expected.ret, systemRet, violations, ...(panicSite === undefined ? {} : { panicSite }), ...interleavedOf(interleaving), ...commandsOf() };
     steps.push(record);
     options.faults?.after?.(record, system, model);
