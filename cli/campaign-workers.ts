@@ -27,14 +27,15 @@ export function workerShard(shard: { readonly index: number; readonly count: num
 
 export async function runCampaignInWorkers(spec: CampaignSpec, workers: number, options: WorkerCampaignOptions): Promise<CampaignResult> {
   const progress: CampaignProgress[] = [];
+  // The union of the workers' coverage keys (their own counts overlap).
+  const keys = new Set<string>();
   const threads: Worker[] = [];
   const poll = setInterval(() => {
     if (options.shouldStop?.() === true) for (const t of threads) t.postMessage('stop');
   }, 100);
   const report = () => {
     const sum = (f: (p: CampaignProgress) => number) => progress.reduce((n, p) => n + f(p), 0);
-    options.onProgress?.({ runs: sum((p) => p.runs), operations: sum((p) => p.operations), failedRuns: sum((p) => p.failedRuns), knownPanics: sum((p) => p.knownPanics), counterexamples: sum((p) => p.counterexamples), elapsedMs: Math.max(0, ...progress.map((p) => p.elapsedMs)) });
-    // Coverage keys are left out: the workers' distinct keys overlap, and only the merge knows.
+    options.onProgress?.({ runs: sum((p) => p.runs), operations: sum((p) => p.operations), failedRuns: sum((p) => p.failedRuns), knownPanics: sum((p) => p.knownPanics), counterexamples: sum((p) => p.counterexamples), elapsedMs: Math.max(0, ...progress.map((p) => p.elapsedMs)), coverageKeys: keys.size });
   };
   try {
     const results = await Promise.all(
@@ -47,6 +48,7 @@ export async function runCampaignInWorkers(spec: CampaignSpec, workers: number, 
           thread.on('message', (m: WorkerMessage) => {
             if (m.kind === 'progress') {
               progress[k] = m.progress;
+              for (const h of m.progress.newKeyHashes ?? []) keys.add(h);
               report();
             } else if (m.kind === 'result') {
               resolve(m.result);

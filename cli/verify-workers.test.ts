@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { workerShard } from './campaign-workers.js';
+import { runCampaignInWorkers, workerShard } from './campaign-workers.js';
+import { type CampaignProgress } from '../conformance/campaign.js';
+import { smallMachine } from '../properties/machine.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -51,6 +53,17 @@ describe('verify --workers', () => {
     expect((one.result.counterexamples as unknown[]).length).toBeGreaterThan(0);
     expect(canonical(two.result)).toBe(canonical(one.result));
     expect(two.corpus).toEqual(one.corpus);
+  });
+
+  it('the progress of two workers counts the union of their coverage keys, which ends at the merged count', { timeout: 240_000 }, async () => {
+    const seen: CampaignProgress[] = [];
+    const spec = { design: 'v6-posted', machineName: 'small', machine: smallMachine(), maxOps: 20, baseSeed: 7, shard: { index: 1, count: 1 }, runs: 200 };
+    const result = await runCampaignInWorkers(spec, 2, { skipKnownFindings: false, progressEveryMs: 50, onProgress: (p) => seen.push(p) });
+    const last = seen.at(-1);
+    expect(result.coverage?.keys).toBeGreaterThan(0);
+    expect(last?.coverageKeys).toBe(result.coverage?.keys);
+    // Not the sum of the workers' own counts: their keys overlap.
+    expect(seen.every((p) => (p.coverageKeys ?? 0) <= (result.coverage?.keys ?? 0))).toBe(true);
   });
 
   it('rejects a bad worker count', () => {

@@ -384,7 +384,7 @@ export async function main(argv: readonly string[], io: VerifyIo): Promise<numbe
     if (io.handleSigint === true) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
   }
   endProgress();
-  if (!tty) tell(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs }, s));
+  if (!tty) tell(progressText({ runs: result.runs, operations: result.operations, failedRuns: result.failedRuns, knownPanics, counterexamples: result.counterexamples.length, elapsedMs: result.timings.wallMs, ...(result.coverage === undefined ? {} : { coverageKeys: result.coverage.keys }) }, s));
   for (const line of verdictLines(result, s)) tell(line);
   if (s.skipKnownFindings) tell(`known panics: ${knownPanics} of ${result.runs} runs ended at a known finding's WARN site (counted in the result's panics: ${result.panics})`);
   const resultPath = join(s.resultsDir, resultFileName(result));

@@ -79,6 +79,11 @@ export interface CampaignProgress {
   readonly elapsedMs: number;
   /** Distinct coverage keys reached so far (conformance/coverage.ts). */
   readonly coverageKeys?: number;
+  /**
+   * The keys' hashes first reached since the previous progress report: `verify --workers` unions
+   * them across its threads, whose own counts overlap.
+   */
+  readonly newKeyHashes?: readonly string[];
 }
 
 /** What a found counterexample looks like before it is written anywhere. */
@@ -276,7 +281,14 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   let lastYield = start;
   let lastProgress = start;
   const progressEvery = hooks.progressEveryMs ?? 250;
-  const progress = () => hooks.onProgress?.({ runs, operations, failedRuns, knownPanics, counterexamples: counterexamples.length, elapsedMs: clock() - start, coverageKeys: coverage.hashes.size });
+  let hashesReported = 0;
+  const progress = () => {
+    if (hooks.onProgress === undefined) return;
+    // The set keeps insertion order: what came after the last report is the tail.
+    const newKeyHashes = coverage.hashes.size === hashesReported ? [] : [...coverage.hashes].slice(hashesReported);
+    hashesReported = coverage.hashes.size;
+    hooks.onProgress({ runs, operations, failedRuns, knownPanics, counterexamples: counterexamples.length, elapsedMs: clock() - start, coverageKeys: coverage.hashes.size, newKeyHashes });
+  };
   for (let k = 0; ; k++) {
     const run = spec.shard.index - 1 + k * spec.shard.count;
     if (spec.runs !== undefined && run >= spec.runs) {
