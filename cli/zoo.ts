@@ -10,6 +10,8 @@ import { ESCAPING_BUGS } from '../properties/bugs/dma-bugs.js';
 import { ALL_BUGS } from '../properties/bugs/index.js';
 import { ZOO_DEFAULTS, type ZooRow, type ZooSettings, formatZooMatrix, medianSecondsToDetection, zooRow } from '../properties/zoo.js';
 import { intOption, parseArgs, seedOption } from './args.js';
+import { formatGuidance, guidanceRow, summarizeGuidance } from '../conformance/guided-zoo.js';
+import { type ZooCandidate } from '../properties/zoo.js';
 
 const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N] [--bug NAME]
   --seed S      fast-check seed of every bug's search (default ${ZOO_DEFAULTS.seed})
@@ -18,6 +20,9 @@ const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N
   --bug NAME    only this bug (${[...ALL_BUGS, ...ESCAPING_BUGS].map((b) => b.name).join(', ')})
   --json        one JSON object (settings, rows with secondsToDetection, escaping,
                 medianSecondsToDetection) instead of the table
+  --compare-guided  instead of the matrix: search every bug with the campaign's generator twice,
+                plain and coverage-guided (verify --guided), and compare runs and seconds to the
+                first detection (JSON: settings, guidance.rows, guidance.summary); exit 0
 exit status: 0 every registered bug caught, 1 a bug escaped its check or a clean run failed, 2 misuse`;
 
 export interface ZooOutput {
@@ -26,7 +31,7 @@ export interface ZooOutput {
 }
 
 export function main(argv: readonly string[], io: ZooOutput = { out: (l) => console.log(l), err: (l) => console.error(l) }): number {
-  const args = parseArgs(argv, { json: 'flag', help: 'flag', seed: 'value', runs: 'value', 'max-ops': 'value', bug: 'value' });
+  const args = parseArgs(argv, { json: 'flag', help: 'flag', seed: 'value', runs: 'value', 'max-ops': 'value', bug: 'value', 'compare-guided': 'flag' });
   const usage = (error: string) => {
     io.err(`zoo: ${error}\n${USAGE}`);
     return 2;
@@ -48,6 +53,12 @@ export function main(argv: readonly string[], io: ZooOutput = { out: (l) => cons
   if (only !== undefined && !known.some((b) => b.name === only)) return usage(`--bug: unknown bug ${JSON.stringify(only)}`);
   const settings: ZooSettings = { seed: seed.value ?? ZOO_DEFAULTS.seed, runs: runs.value ?? ZOO_DEFAULTS.runs, maxOps: maxOps.value ?? ZOO_DEFAULTS.maxOps };
   const pick = <T extends { name: string }>(bugs: readonly T[]) => bugs.filter((b) => only === undefined || b.name === only);
+  if (args.flags.has('compare-guided')) {
+    const rows = pick(ALL_BUGS as readonly ZooCandidate[]).map((b) => guidanceRow(b, settings));
+    if (args.flags.has('json')) io.out(JSON.stringify({ settings, guidance: { rows, summary: summarizeGuidance(rows) } }));
+    else io.out(formatGuidance(rows, settings));
+    return 0;
+  }
   const rows: ZooRow[] = pick(ALL_BUGS).map((b) => zooRow(b, settings));
   const escaping: ZooRow[] = pick(ESCAPING_BUGS).map((b) => zooRow(b, settings));
   const failed = rows.some((r) => !r.caught || !r.cleanPasses) || escaping.some((r) => !r.cleanPasses);

@@ -252,6 +252,41 @@ export function mutateRun(parent: readonly StepOp[], generated: readonly StepOp[
   return [...prefix, ...generated].slice(0, maxOps);
 }
 
+/**
+ * A campaign's runs, one after another (issue 15 item 3): run r is what fast-check generates for
+ * the run's seed at its bias path, or — guided, for about half of the runs once some run reached a
+ * new coverage key — a kept run's prefix extended by it (`mutateRun`). The campaign and the zoo's
+ * guided comparison (properties/zoo.ts) both generate through it.
+ */
+export class RunGenerator {
+  private readonly corpus: StepOp[][] = [];
+
+  constructor(
+    private readonly arb: fc.Arbitrary<StepOp[]>,
+    private readonly baseSeed: number,
+    private readonly maxOps: number,
+    private readonly guided: boolean,
+  ) {}
+
+  /** The seed of run `run` (its schedule is drawn from it too). */
+  seed(run: number): number {
+    return runSeed(this.baseSeed, run);
+  }
+
+  /** Run `run`'s steps; `mutated`: extended from a kept run (fast-check cannot shrink it from its seed). */
+  ops(run: number): { readonly ops: StepOp[]; readonly mutated: boolean } {
+    const seed = this.seed(run);
+    const generated = generateRun(this.arb, seed, String(biasIndex(run)));
+    const parent = this.guided && this.corpus.length > 0 && seed % 2 === 0 ? this.corpus[runSeed(seed, 1) % this.corpus.length] : undefined;
+    return parent === undefined ? { ops: generated, mutated: false } : { ops: mutateRun(parent, generated, seed, this.maxOps), mutated: true };
+  }
+
+  /** After a run: kept for later runs to extend when it reached `newKeys` new coverage keys. */
+  ran(ops: StepOp[], newKeys: number): void {
+    if (newKeys > 0 && this.guided && this.corpus.length < GUIDED_CORPUS_MAX) this.corpus.push(ops);
+  }
+}
+
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
@@ -264,11 +299,11 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
   const deadline = spec.timeSeconds === undefined ? undefined : start + spec.timeSeconds * 1000;
   const coverage = new CoverageTracker();
   const options = campaignRunOptions(spec, { continueAfterViolation: true, steps: coverage, reuseBoot: true });
-  const guidedCorpus: StepOp[][] = [];
   const keep = hooks.keep;
   const generated = operationsArbitrary(spec.machine, spec.maxOps, spec.hostDomains === true ? { hostDomains: true } : {});
   // Filtering after generation keeps fast-check's shrinking (map shrinks through its source).
   const arb = keep === undefined ? generated : generated.map((ops) => ops.filter(keep));
+  const runsOf = new RunGenerator(arb, spec.baseSeed, spec.maxOps, spec.guided === true);
   const shrinkSet = hooks.shrink ?? 'all';
   const wantsShrink = (check: string) => (shrinkSet === 'all' ? true : shrinkSet === 'none' ? false : shrinkSet.includes(check));
   const stats: Stats = { kinds: {}, returns: {}, transitions: { host: {}, hyp: {}, guest: {} } };
@@ -303,18 +338,16 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
       stoppedBy = 'interrupt';
       break;
     }
-    const seed = runSeed(spec.baseSeed, run);
+    const seed = runsOf.seed(run);
     const path = String(biasIndex(run));
-    const generated = generateRun(arb, seed, path);
-    const parent = spec.guided === true && guidedCorpus.length > 0 && seed % 2 === 0 ? guidedCorpus[runSeed(seed, 1) % guidedCorpus.length] : undefined;
-    const ops = parent === undefined ? generated : mutateRun(parent, generated, seed, spec.maxOps);
+    const { ops, mutated } = runsOf.ops(run);
     const schedule = spec.interleave === true ? scheduleForRun(spec.machine, seed) : undefined;
     const runOptions = schedule === undefined ? options : { ...options, schedule };
     const result = runOperations(spec.machine, ops, runOptions);
     const opsBefore = operations;
     runs++;
     operations += result.steps.length;
-    if (coverage.takeNew() > 0 && spec.guided === true && guidedCorpus.length < GUIDED_CORPUS_MAX) guidedCorpus.push(ops);
+    runsOf.ran(ops, coverage.takeNew());
     record(stats, spec.machine, result);
     const panicked = result.steps.find((s) => s.systemRet === 'panic');
     if (panicked !== undefined) {
@@ -337,7 +370,7 @@ export async function runCampaign(spec: CampaignSpec, hooks: CampaignHooks = {})
       if (!wantsShrink(check)) continue;
       const t0 = clock();
       // A mutated run is not fast-check's: it is minimised from its own steps.
-      const shrunk = parent === undefined ? shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions) : { operations: minimizeOperations(ops, (c) => firesCheck(spec.machine, c, check, runOptions)), path: 'guided', originalLength: ops.length };
+      const shrunk = !mutated ? shrinkCounterexample(spec.machine, arb, seed, path, check, runOptions) : { operations: minimizeOperations(ops, (c) => firesCheck(spec.machine, c, check, runOptions)), path: 'guided', originalLength: ops.length };
       const minimalSchedule = shrunk === undefined || schedule === undefined ? undefined : minimizeSchedule(spec.machine, shrunk.operations, schedule, check, options);
       shrinkMs += clock() - t0;
       if (shrunk === undefined) continue; // flaky only if the system is nondeterministic: then say nothing
