@@ -112,7 +112,7 @@ describe('verify CLI', () => {
     expect(skipping.text()).toMatch(/repeat with: npm run verify -- .* --runs 21 --skip-known-findings/);
     expect(skipping.text()).toMatch(/no_host_triggered_panic +holds/);
     // A run that reaches a known panic site ends there silently, and is counted as a known panic.
-    expect(skipping.text()).toMatch(/violations 0 {2}known panics 3 {2}\[21\/21 runs\]/);
+    expect(skipping.text()).toMatch(/violations 0 {2}known panics 3 {2}keys \d+ {2}\[21\/21 runs\]/);
     expect(skipping.text()).toMatch(/known panics: 3 of 21 runs ended at a known finding's WARN site/);
     const [file] = readdirSync(d.results);
     const result = decodeCampaignResult('r', JSON.parse(readFileSync(join(d.results, file as string), 'utf8')));
@@ -204,7 +204,7 @@ describe('verify CLI', () => {
     expect(err).toMatch(/interrupted: finishing the current run/);
     expect(out).toMatch(/stopped by interrupt/);
     // The last progress line, with the resident memory (a long run's health).
-    expect(out).toMatch(/runs \d+ {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}\[\d+\/60 s\] {2}rss \d+ MiB/);
+    expect(out).toMatch(/runs \d+ {2}operations \d+ {2}ops\/s \d+ {2}violations 0 {2}keys \d+ {2}\[\d+\/60 s\] {2}rss \d+ MiB/);
     const result = JSON.parse(readFileSync(join(d.results, 'v6-posted-small-seed4-shard1of1.json'), 'utf8')) as { stoppedBy: string; runs: number };
     expect(result.stoppedBy).toBe('interrupt');
     expect(result.runs).toBeGreaterThan(0);

@@ -29,6 +29,14 @@ type Recorded =
 interface ObjectProps {
   readonly keys: readonly PropertyKey[];
   readonly values: readonly unknown[];
+  /** How many keys `for ... in` sees: a cheap test for properties added since. */
+  readonly enumerable: number;
+}
+
+function forInCount(o: object): number {
+  let n = 0;
+  for (const _k in o) n++;
+  return n;
 }
 
 /** The state of an object graph, to be put back into the same objects. */
@@ -86,7 +94,7 @@ export class GraphSnapshot {
       // Functions are kept by reference: a closure over these objects stays right after a reset.
       if (typeof d.value === 'object') stack.push(d.value);
     }
-    this.records.push({ kind: 'object', target, props: { keys, values } });
+    this.records.push({ kind: 'object', target, props: { keys, values, enumerable: forInCount(o) } });
   }
 
   /** Puts every recorded object back as it was. */
@@ -97,23 +105,28 @@ export class GraphSnapshot {
           r.target.set(r.copy);
           break;
         case 'map':
-          Map.prototype.clear.call(r.target);
-          for (const [k, v] of r.entries) Map.prototype.set.call(r.target, k, v);
+          // Most recorded containers are unchanged by a run: compare before rebuilding.
+          if (!mapUnchanged(r.target, r.entries)) {
+            Map.prototype.clear.call(r.target);
+            for (const [k, v] of r.entries) Map.prototype.set.call(r.target, k, v);
+          }
           break;
         case 'set':
-          Set.prototype.clear.call(r.target);
-          for (const v of r.values) Set.prototype.add.call(r.target, v);
+          if (r.target.size !== r.values.length || !r.values.every((v) => r.target.has(v))) {
+            Set.prototype.clear.call(r.target);
+            for (const v of r.values) Set.prototype.add.call(r.target, v);
+          }
           break;
         case 'array': {
           const t = r.target;
-          t.length = r.values.length;
-          for (let i = 0; i < r.values.length; i++) t[i] = r.values[i];
+          if (t.length !== r.values.length) t.length = r.values.length;
+          for (let i = 0; i < r.values.length; i++) if (t[i] !== r.values[i]) t[i] = r.values[i];
           break;
         }
         case 'object': {
-          const { keys, values } = r.props;
+          const { keys, values, enumerable } = r.props;
           const t = r.target;
-          if (Reflect.ownKeys(t).length !== keys.length) {
+          if (forInCount(t) !== enumerable) {
             const known = new Set(keys);
             for (const k of Reflect.ownKeys(t)) if (!known.has(k)) delete t[k];
           }
@@ -130,6 +143,12 @@ export class GraphSnapshot {
       }
     }
   }
+}
+
+function mapUnchanged(target: Map<unknown, unknown>, entries: readonly [unknown, unknown][]): boolean {
+  if (target.size !== entries.length) return false;
+  for (const [k, v] of entries) if (Map.prototype.get.call(target, k) !== v || !Map.prototype.has.call(target, k)) return false;
+  return true;
 }
 
 interface BootEntry {
