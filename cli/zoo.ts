@@ -13,7 +13,7 @@ import { intOption, parseArgs, seedOption } from './args.js';
 import { formatGuidance, guidanceRow, summarizeGuidance } from '../conformance/guided-zoo.js';
 import { type ZooCandidate } from '../properties/zoo.js';
 
-const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N] [--bug NAME]
+const USAGE = `usage: npm run zoo -- [--json] [--seed S] [--runs N] [--max-ops N] [--bug NAME] [--compare-guided]
   --seed S      fast-check seed of every bug's search (default ${ZOO_DEFAULTS.seed})
   --runs N      runs per bug before falling back to its hand-written trigger (default ${ZOO_DEFAULTS.runs})
   --max-ops N   operations per run (default ${ZOO_DEFAULTS.maxOps})
