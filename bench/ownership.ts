@@ -26,6 +26,44 @@ export function flatMachine(bytes: number): MachineConfig {
  * benchmark run is clean.
  */
 export function benchCheckedOps(machine: MachineConfig, sequences = 300, interleave = false, checks?: ReadonlySet<CheckName>): number {
+  return checkedWorkload(machine, sequences, interleave, checks).measure(true);
+}
+
+/** Checked and bare throughput of one workload, and the median of their ratio (issue 15 item 1). */
+export interface CheckedAgainstBare {
+  readonly checked: number;
+  readonly bare: number;
+  readonly checkedOverBare: number;
+}
+
+/**
+ * The checked and the bare figure measured in the same run: both workloads are first run once in
+ * full (a campaign runs warm: the JIT's tiers settle over the first thousands of steps), then
+ * measured in `rounds` alternating rounds so that a slower stretch of a shared machine hits both
+ * alike; each figure is the median of its rounds, the ratio the median of the rounds' ratios.
+ */
+export function benchCheckedAgainstBare(machine: MachineConfig, sequences: number, interleave: boolean, rounds = 3): CheckedAgainstBare {
+  const checked = checkedWorkload(machine, sequences, interleave, undefined);
+  const bare = checkedWorkload(machine, sequences, interleave, NO_CHECKS);
+  checked.measure(false);
+  bare.measure(false);
+  const c: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    c.push(checked.measure(false));
+    b.push(bare.measure(false));
+  }
+  return { checked: median(c), bare: median(b), checkedOverBare: median(c.map((x, i) => (b[i] as number) / x)) };
+}
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** A fixed workload; `measure(warmUp)` runs it (after 20 sequences of warm-up if asked) and gives steps per second. */
+function checkedWorkload(machine: MachineConfig, sequences: number, interleave: boolean, checks: ReadonlySet<CheckName> | undefined): { measure: (warmUp: boolean) => number } {
   // The known findings' steps are left out (properties/known-findings.ts).
   const samples = fc.sample(operationsArbitrary(machine, 40), { seed: 7, numRuns: sequences }).map((ops) => ops.filter(notAKnownFinding));
   const schedule = interleave
@@ -34,14 +72,16 @@ export function benchCheckedOps(machine: MachineConfig, sequences = 300, interle
   const driver = machine.smmu === undefined ? { reuseBoot: true } : { driver: HARDENED_KNOBS, reuseBoot: true };
   const withChecks = checks === undefined ? driver : { ...driver, checks };
   const options = schedule === undefined ? withChecks : { ...withChecks, schedule };
-  // Warm up on a few sequences first.
-  for (const ops of samples.slice(0, 20)) runOperations(machine, ops, options);
-  let steps = 0;
-  const start = performance.now();
-  for (const ops of samples) {
-    const r = runOperations(machine, ops, options);
-    if (r.failure !== undefined) throw new Error(`benchmark sequence failed a check: ${describeFailure(r)}`);
-    steps += r.steps.length;
-  }
-  return steps / ((performance.now() - start) / 1000);
+  const measure = (warmUp: boolean): number => {
+    if (warmUp) for (const ops of samples.slice(0, 20)) runOperations(machine, ops, options);
+    let steps = 0;
+    const start = performance.now();
+    for (const ops of samples) {
+      const r = runOperations(machine, ops, options);
+      if (r.failure !== undefined) throw new Error(`benchmark sequence failed a check: ${describeFailure(r)}`);
+      steps += r.steps.length;
+    }
+    return steps / ((performance.now() - start) / 1000);
+  };
+  return { measure };
 }

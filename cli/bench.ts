@@ -4,7 +4,7 @@
  * output can be piped or redirected into reports/out/bench.json. --quick runs a tenth of each
  * workload (CI smoke figures, noisier).
  */
-import { NO_CHECKS, benchCheckedOps, flatMachine } from '../bench/ownership.js';
+import { benchCheckedAgainstBare, benchCheckedOps, flatMachine } from '../bench/ownership.js';
 import { benchBootMillis } from '../bench/boot.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuNestedTlbHits, benchSmmuNestedWalks, benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
@@ -32,14 +32,17 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.smmu_walk_translations_per_s = Math.round(benchSmmuWalks(quick ? 200_000 : 2_000_000));
   figures.smmu_nested_tlb_hit_translations_per_s = Math.round(benchSmmuNestedTlbHits(quick ? 1_000_000 : 10_000_000));
   figures.smmu_nested_walk_translations_per_s = Math.round(benchSmmuNestedWalks(quick ? 50_000 : 500_000));
-  figures.checked_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300));
+  // Issue 15 item 1: checked and bare (no check selected) throughput of the same workloads,
+  // warm and in alternating rounds (bench/ownership.ts), and checked cost / bare cost.
+  const small = benchCheckedAgainstBare(smallMachine(), quick ? 60 : 300, false, quick ? 1 : 3);
+  figures.checked_ownership_ops_per_s_small_machine = Math.round(small.checked);
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
-  figures.checked_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true));
-  // Issue 15 item 1: the bare cost (no check selected) of the same workloads, and checked / bare.
-  figures.bare_ownership_ops_per_s_small_machine = Math.round(benchCheckedOps(smallMachine(), quick ? 60 : 300, false, NO_CHECKS));
-  figures.bare_dma_ops_per_s_interleaved = Math.round(benchCheckedOps(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, NO_CHECKS));
-  figures.checked_over_bare_cost_small_machine = ratio(figures.bare_ownership_ops_per_s_small_machine, figures.checked_ownership_ops_per_s_small_machine);
-  figures.checked_over_bare_cost_interleaved = ratio(figures.bare_dma_ops_per_s_interleaved, figures.checked_dma_ops_per_s_interleaved);
+  const dma = benchCheckedAgainstBare(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, quick ? 1 : 3);
+  figures.checked_dma_ops_per_s_interleaved = Math.round(dma.checked);
+  figures.bare_ownership_ops_per_s_small_machine = Math.round(small.bare);
+  figures.bare_dma_ops_per_s_interleaved = Math.round(dma.bare);
+  figures.checked_over_bare_cost_small_machine = Math.round(small.checkedOverBare * 100) / 100;
+  figures.checked_over_bare_cost_interleaved = Math.round(dma.checkedOverBare * 100) / 100;
   figures.boot_ms_per_run_smmu_machine = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 100 : 1000, true) * 1000) / 1000;
   figures.boot_ms_per_run_smmu_machine_fresh = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 10 : 100, false) * 1000) / 1000;
   // Cost per checked op against the size of RAM: sparse structures keep it flat.

@@ -8,10 +8,10 @@ import { namedMachine } from '../conformance/machines.js';
 import { findDesign, designNames } from '../conformance/designs.js';
 import { scheduleArbitrary } from './arbitraries.js';
 import { abstractState } from './abstraction.js';
-import { GraphSnapshot, clearBootCache } from './boot-cache.js';
+import { GraphSnapshot, bootStatePasses, clearBootCache, reusableBoot } from './boot-cache.js';
 import { type ScheduledHardware } from './dma.js';
 import { type MachineConfig, representativeHardware, smallMachine } from './machine.js';
-import { type RunOptions, type RunResult, type Step, runOperations } from './runner.js';
+import { type RunOptions, type RunResult, type Step, bootPair, runOperations } from './runner.js';
 import { arbitraryFor } from './zoo.js';
 
 /** Everything a run reports, and the abstract state it ends in. */
@@ -68,6 +68,23 @@ describe('booting once and resetting before every run', () => {
       spy.mockRestore();
       clearBootCache();
     }
+  });
+
+  it('remembers a boot state that passed its checks, per check set, and never one that failed', () => {
+    clearBootCache();
+    const machine = smallMachine();
+    expect(bootStatePasses('small', 'a', () => true)).toBe(false); // nothing cached: never assumed
+    reusableBoot('small', () => bootPair(machine));
+    let asked = 0;
+    const failing = (): boolean => (asked++, false);
+    expect(bootStatePasses('small', 'a', failing)).toBe(false);
+    expect(bootStatePasses('small', 'a', failing)).toBe(false);
+    expect(asked).toBe(2);
+    expect(bootStatePasses('small', 'a', () => true)).toBe(true);
+    expect(bootStatePasses('small', 'a', failing)).toBe(true);
+    expect(bootStatePasses('small', 'b', failing)).toBe(false);
+    expect(asked).toBe(3);
+    clearBootCache();
   });
 
   it('refuses what it cannot put back', () => {

@@ -156,6 +156,8 @@ interface BootEntry {
   readonly model: ModelState;
   readonly bootViolations: readonly Violation[];
   readonly snapshot: GraphSnapshot;
+  /** The check sets (as keys) the boot state has passed in full: it is the same every run. */
+  readonly passed: Set<string>;
 }
 
 /** Booted machines by key; bounded so a sweep over many machines does not keep them all. */
@@ -174,8 +176,22 @@ export function reusableBoot(key: string, boot: () => { model: ModelState; syste
   }
   const booted = boot();
   if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
-  cache.set(key, { system: booted.system, model: booted.model, bootViolations: [...booted.bootViolations], snapshot: new GraphSnapshot(booted.system) });
+  cache.set(key, { system: booted.system, model: booted.model, bootViolations: [...booted.bootViolations], snapshot: new GraphSnapshot(booted.system), passed: new Set() });
   return booted;
+}
+
+/**
+ * Whether the boot state of `key`'s cached machine passes the checks named by `checksKey`: asked
+ * of `check` (on the state just restored) the first time, remembered after a pass. A failure is
+ * not remembered, so every run then checks its first step in full and reports it there.
+ */
+export function bootStatePasses(key: string, checksKey: string, check: () => boolean): boolean {
+  const entry = cache.get(key);
+  if (entry === undefined) return false;
+  if (entry.passed.has(checksKey)) return true;
+  const ok = check();
+  if (ok) entry.passed.add(checksKey);
+  return ok;
 }
 
 /** Forgets every booted machine (tests). */

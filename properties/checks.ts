@@ -48,9 +48,14 @@ export interface TablesView {
 }
 
 export function viewTables(sys: System): TablesView {
+  return { host: dumpTable(sys.memory, sys.hostS2.pgt.root()), guests: viewGuestTables(sys) };
+}
+
+/** The guests' trees alone (the abstraction of the VMs needs no dump of the host's, the largest). */
+export function viewGuestTables(sys: System): ReadonlyMap<number, TableDump> {
   const guests = new Map<number, TableDump>();
   for (const [vm, guest] of sys.hyp.vms) guests.set(vm, dumpTable(sys.memory, guest.pgt.root()));
-  return { host: dumpTable(sys.memory, sys.hostS2.pgt.root()), guests };
+  return guests;
 }
 
 /**

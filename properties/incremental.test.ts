@@ -69,11 +69,14 @@ describe('incremental checks equal the full checks', () => {
     const machine = namedMachine('small-smmu') as MachineConfig;
     const base = (findDesign(design) as NonNullable<ReturnType<typeof findDesign>>).runOptions({});
     expect(firstDisagreement(machine, base, samples(machine, 7, 25, true))).toBeUndefined();
+    // With boot reuse the boot state is checked once and the first step is incremental too.
+    expect(firstDisagreement(machine, { ...base, reuseBoot: true }, samples(machine, 8, 25, true))).toBeUndefined();
   });
 
   it('on the small machine without an SMMU', () => {
     const machine = smallMachine();
     expect(firstDisagreement(machine, {}, samples(machine, 11, 60, false))).toBeUndefined();
+    expect(firstDisagreement(machine, { reuseBoot: true }, samples(machine, 12, 60, false))).toBeUndefined();
   });
 
   it('the comparison can fail: an incremental well-formedness predicate that never fires is caught', () => {

@@ -7,11 +7,11 @@ import { type ModelState, type Operation, apply, dmaMayAccess, dmaMustReach, err
 import { bootIommu, createSystem, type System } from '../impl/system.js';
 import { HypervisorPanic } from '../impl/hyp/hypervisor.js';
 import { abstractState, diffStates } from './abstraction.js';
-import { type CheckName, type TablesView, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewTables } from './checks.js';
+import { type CheckName, type TablesView, type Violation, checkHostCpuIsolation, checkPools, checkWellFormed, concreteFingerprint, viewGuestTables, viewTables } from './checks.js';
 import { decodeOperation } from './codecs.js';
 import { type HardwareOperation, IdentityStreams, type ScheduledHardware, checkDmaAvailability, checkDmaIsolation, checkDmaMappings, checkDmaOutcome, checkLastDma, checkSmmuConfigCoherent, checkSmmuWrites, executeHardware, isHardwareOperation, protectedPages } from './dma.js';
 import { IncrementalChecks } from './incremental.js';
-import { reusableBoot } from './boot-cache.js';
+import { bootStatePasses, reusableBoot } from './boot-cache.js';
 import { StepLog } from './step-log.js';
 import { decodeCommand, describeCommand } from '../impl/arch/smmu/commands.js';
 import { u64 } from '../impl/arch/u64.js';
@@ -271,11 +271,47 @@ function smmuWriteViolations(system: System, pre: ModelState, post: ModelState, 
   return checkSmmuWrites(system, pre, post);
 }
 
+/** The table dump, taken once and only for a check that reads it (within one step: the tables move). */
+function lazyTables(system: System): () => TablesView {
+  let view: TablesView | undefined;
+  return () => (view ??= viewTables(system));
+}
+
+/** What the full checks of a state read. */
+interface FullCheckInputs {
+  readonly system: System;
+  readonly model: ModelState;
+  readonly checks: ReadonlySet<CheckName>;
+  readonly poolPages: number;
+  readonly hotPfns: readonly number[];
+  readonly identity: IdentityStreams;
+  readonly tables: () => TablesView;
+}
+
+/** The state checks of a full step (after an ownership operation, or on a reused boot state). */
+function fullStateViolations(s: FullCheckInputs): Violation[] {
+  const { system, model, checks } = s;
+  const out: Violation[] = [];
+  if (checks.has('refinement_state')) {
+    for (const d of diffStates(model, abstractState(system, model.config, s.tables().guests))) out.push({ check: 'refinement_state', message: d });
+  }
+  if (checks.has('host_cpu_isolation')) out.push(...checkHostCpuIsolation(system, model));
+  if (checks.has('well_formed_tables')) out.push(...checkWellFormed(system, s.tables()));
+  if (checks.has('pool_accounting')) out.push(...checkPools(system, s.poolPages, s.tables()));
+  if (checks.has('dma_isolation')) out.push(...checkDmaIsolation(system, model));
+  if (checks.has('dma_availability')) out.push(...checkDmaAvailability(system, model, s.hotPfns, s.identity));
+  return out;
+}
+
+/** The checks the incremental predicates serve (properties/incremental.ts): they need the step log. */
+const INDEXED_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>(['refinement_state', 'error_changes_nothing', 'host_cpu_isolation', 'well_formed_tables', 'pool_accounting', 'dma_isolation', 'dma_availability']);
+
 export function runOperations(machine: MachineConfig, ops: readonly Step[], options: RunOptions = {}): RunResult {
   const checks = options.checks ?? ALL_CHECKS;
   const configured = withDriverOptions(machine, options.driver);
   const reuse = options.reuseBoot === true && options.inject === undefined && options.afterBoot === undefined;
-  const booted = reuse ? reusableBoot(JSON.stringify(configured), () => bootPair(configured)) : bootPair(configured, options.inject, options.afterBoot);
+  const bootKey = JSON.stringify(configured);
+  const booted = reuse ? reusableBoot(bootKey, () => bootPair(configured)) : bootPair(configured, options.inject, options.afterBoot);
   let { model } = booted;
   const { system } = booted;
   const identity = initialIdentity(system);
@@ -302,10 +338,18 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   // The fault sweep compares states itself; after a violation (runs that continue: campaigns,
   // traces) every step is checked in full, since the incremental checks reason from a clean state.
   const checkInFull = every <= 1 || options.faults !== undefined;
-  const log = checkInFull ? undefined : new StepLog(system);
+  // With none of the checks that read the indexes selected (a bare run), nothing is logged.
+  const indexed = [...checks].some((c) => INDEXED_CHECKS.has(c));
+  const log = checkInFull || !indexed ? undefined : new StepLog(system);
   const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages);
-  // The first step is checked in full: the incremental checks reason from a state that passed.
-  const isFullStep = (index: number): boolean => incremental === undefined || failure !== undefined || index % every === 0 || index === ops.length - 1;
+  // The incremental checks reason from a state that passed. A reused boot state is the same every
+  // run, so it is checked in full once (per check set) and the first step can be incremental;
+  // after a fresh boot, the first step is checked in full.
+  const bootPassed =
+    incremental !== undefined &&
+    reuse &&
+    bootStatePasses(bootKey, [...checks].sort().join(','), () => fullStateViolations({ system, model, checks, poolPages: machine.poolPages, hotPfns, identity, tables: lazyTables(system) }).length === 0);
+  const isFullStep = (index: number): boolean => incremental === undefined || failure !== undefined || (index === 0 ? !bootPassed : index % every === 0) || index === ops.length - 1;
   /** After a step's checks: the log starts afresh. */
   const endStep = (): void => {
     log?.clear();
@@ -403,18 +447,11 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
     const errorChanged = !full && wantsFingerprint && !injected && systemRet !== 'panic' && incremental !== undefined && log !== undefined && incremental.errorChangedState(log, budgetBefore);
     const stepDelta = systemRet !== 'panic' && incremental !== undefined && log !== undefined ? incremental.delta(log, pre, model) : undefined;
     if (systemRet !== 'panic' && full) {
-      const view = viewTables(system);
-      if (checks.has('refinement_state')) {
-        for (const d of diffStates(model, abstractState(system, model.config, view.guests))) violations.push({ check: 'refinement_state', message: d });
-      }
-      if (wantsFingerprint && !injected && concreteFingerprint(system, view) !== before) {
+      const tables = lazyTables(system);
+      if (wantsFingerprint && !injected && concreteFingerprint(system, tables()) !== before) {
         violations.push({ check: 'error_changes_nothing', message: `${errnoName(expected.ret)} expected and the system state changed` });
       }
-      if (checks.has('host_cpu_isolation')) violations.push(...checkHostCpuIsolation(system, model));
-      if (checks.has('well_formed_tables')) violations.push(...checkWellFormed(system, view));
-      if (checks.has('pool_accounting')) violations.push(...checkPools(system, machine.poolPages, view));
-      if (checks.has('dma_isolation')) violations.push(...checkDmaIsolation(system, model));
-      if (checks.has('dma_availability')) violations.push(...checkDmaAvailability(system, model, hotPfns, identity));
+      violations.push(...fullStateViolations({ system, model, checks, poolPages: machine.poolPages, hotPfns, identity, tables }));
       if (checks.has('smmu_config_coherent')) violations.push(...checkSmmuConfigCoherent(system, steUpdates));
     } else if (stepDelta !== undefined && incremental !== undefined && log !== undefined) {
       // Incremental: a check runs (in full) only where the step's changes say it could fail.
@@ -423,7 +460,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
       let view: TablesView | undefined;
       const tables = (): TablesView => (view ??= viewTables(system));
       if (checks.has('refinement_state') && incremental.refinementMayFail(delta, pre, model)) {
-        for (const d of diffStates(model, abstractState(system, model.config, tables().guests))) violations.push({ check: 'refinement_state', message: d });
+        for (const d of diffStates(model, abstractState(system, model.config, viewGuestTables(system)))) violations.push({ check: 'refinement_state', message: d });
       }
       if (checks.has('host_cpu_isolation') && incremental.hostCpuMayFail(log, delta, model)) violations.push(...checkHostCpuIsolation(system, model));
       if (checks.has('well_formed_tables') && incremental.wellFormedMayFail(delta)) violations.push(...checkWellFormed(system, tables()));

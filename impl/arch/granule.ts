@@ -41,6 +41,9 @@ function makeGranule(kind: GranuleKind, shift: number, tg0: number, tlbiTg: numb
   });
 }
 
+/** 2^0..2^63 as doubles: `2 ** n` is a call to Math.pow, and walkers ask for level sizes per step. */
+const POWERS_OF_TWO: readonly number[] = Array.from({ length: 64 }, (_, n) => 2 ** n);
+
 export const GRANULE_4K = makeGranule('4K', 12, 0b00, 1, 2, 1, -1);
 export const GRANULE_16K = makeGranule('16K', 14, 0b10, 2, 3, 2, 0);
 export const GRANULE_64K = makeGranule('64K', 16, 0b01, 3, 3, 2, 1);
@@ -79,7 +82,7 @@ export function levelShift(g: Granule, level: number): number {
 
 /** Bytes covered by one entry at `level` (a block or page size when it is a leaf). */
 export function levelSize(g: Granule, level: number): number {
-  return 2 ** levelShift(g, level);
+  return POWERS_OF_TWO[levelShift(g, level)] as number;
 }
 
 /** Index of `addr` in a (single, non-concatenated) table at `level`. */
