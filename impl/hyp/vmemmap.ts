@@ -69,22 +69,32 @@ export class Vmemmap {
   /** The chunk the last access found (accesses come in runs of neighbouring pages). */
   private lastChunk: PageChunk | undefined;
 
-  private locate(pfn: number, write = false): [PageChunk, number] {
+  /** The index in `locate`'s chunk of the pfn it was last asked for (no tuple per access: these run per page). */
+  private at = 0;
+
+  private locate(pfn: number, write = false): PageChunk {
     const last = this.lastChunk;
-    if (last !== undefined && pfn >= last.firstPfn && pfn < last.firstPfn + last.state.length) return [last, pfn - last.firstPfn];
+    if (last !== undefined && pfn >= last.firstPfn && pfn < last.firstPfn + last.state.length) {
+      this.at = pfn - last.firstPfn;
+      return last;
+    }
     for (const r of this.regions) {
       if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) {
         const offset = pfn - r.firstPfn;
         const index = Math.floor(offset / CHUNK_PAGES);
         let chunk = r.chunks.get(index);
         if (chunk === undefined) {
-          if (!write) return [ZERO_CHUNK, offset % CHUNK_PAGES];
+          if (!write) {
+            this.at = offset % CHUNK_PAGES;
+            return ZERO_CHUNK;
+          }
           const n = Math.min(CHUNK_PAGES, r.pages - index * CHUNK_PAGES);
           chunk = { firstPfn: r.firstPfn + index * CHUNK_PAGES, refcount: new Uint16Array(n), state: new Uint8Array(n), shareGuestCount: new Uint32Array(n) };
           r.chunks.set(index, chunk);
         }
         this.lastChunk = chunk;
-        return [chunk, offset % CHUNK_PAGES];
+        this.at = offset % CHUNK_PAGES;
+        return chunk;
       }
     }
     // Callers check `range_is_memory` first; reaching here is a hypervisor bug (a BUG() at EL2),
@@ -97,49 +107,57 @@ export class Vmemmap {
   }
 
   hostState(pfn: number): PageState {
-    const [r, i] = this.locate(pfn);
+    const r = this.locate(pfn);
+    const i = this.at;
     return ((r.state[i] as number) & 0xf) as PageState;
   }
 
   setHostState(pfn: number, state: PageState): void {
-    const [r, i] = this.locate(pfn, true);
+    const r = this.locate(pfn, true);
+    const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0xf0) | state;
     this.track(r, i);
   }
 
   hypState(pfn: number): PageState {
-    const [r, i] = this.locate(pfn);
+    const r = this.locate(pfn);
+    const i = this.at;
     return ((((r.state[i] as number) >>> 4) & 0xf) ^ 0b11) as PageState;
   }
 
   setHypState(pfn: number, state: PageState): void {
-    const [r, i] = this.locate(pfn, true);
+    const r = this.locate(pfn, true);
+    const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
     r.state[i] = ((r.state[i] as number) & 0x0f) | ((state ^ 0b11) << 4);
     this.track(r, i);
   }
 
   refcount(pfn: number): number {
-    const [r, i] = this.locate(pfn);
+    const r = this.locate(pfn);
+    const i = this.at;
     return r.refcount[i] as number;
   }
 
   setRefcount(pfn: number, value: number): void {
-    const [r, i] = this.locate(pfn, true);
+    const r = this.locate(pfn, true);
+    const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
     r.refcount[i] = value;
     this.track(r, i);
   }
 
   shareGuestCount(pfn: number): number {
-    const [r, i] = this.locate(pfn);
+    const r = this.locate(pfn);
+    const i = this.at;
     return r.shareGuestCount[i] as number;
   }
 
   setShareGuestCount(pfn: number, value: number): void {
     if (value < 0 || value > U32_MAX) throw new Error('host_share_guest_count out of range');
-    const [r, i] = this.locate(pfn, true);
+    const r = this.locate(pfn, true);
+    const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
     r.shareGuestCount[i] = value;
     this.track(r, i);
@@ -153,7 +171,8 @@ export class Vmemmap {
 
   /** The entry of a page of memory, as numbers (compared with a change log's "before"). */
   entry(pfn: number): VmemmapEntry {
-    const [r, i] = this.locate(pfn);
+    const r = this.locate(pfn);
+    const i = this.at;
     return { state: r.state[i] as number, refcount: r.refcount[i] as number, shareGuestCount: r.shareGuestCount[i] as number };
   }
 

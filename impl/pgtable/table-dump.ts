@@ -5,7 +5,7 @@
  * tree (a pointer outside RAM, a table reached twice) is reported, never followed twice.
  */
 import { type Granule, LAST_LEVEL, levelSize } from '../arch/granule.js';
-import { type PhysicalMemory, type Word64 } from '../arch/physical-memory.js';
+import { type PhysicalMemory } from '../arch/physical-memory.js';
 import { type S2Format, descOutputAddress } from '../arch/s2-descriptor.js';
 
 export interface TableRoot {
@@ -53,7 +53,6 @@ export function dumpTable(memory: PhysicalMemory, root: TableRoot): TableDump {
   const tables: { pa: number; level: number; baseIa: number; nonZero: number }[] = [];
   const faults: string[] = [];
   const seen = new Set<number>();
-  const word: Word64 = { lo: 0, hi: 0 };
 
   // PGD pages are counted per granule page, like the refcounts are.
   const pgdPages = Math.max(1, Math.ceil((root.topEntries * 8) / g.size));
@@ -63,40 +62,40 @@ export function dumpTable(memory: PhysicalMemory, root: TableRoot): TableDump {
   const visitTable = (table: number, level: number, baseIa: number, count: number, counts: number[] | null): number => {
     let nonZero = 0;
     const span = levelSize(g, level);
-    let frame: Uint32Array | undefined;
-    for (let i = 0; i < count; i++) {
-      const ptep = table + i * 8;
-      // Read whole 4 KiB frames directly: dumps run after every checked step.
-      if (i === 0 || ptep % 4096 === 0) frame = memory.frameForRead(ptep);
+    let i = 0;
+    // Frame by frame (dumps run on every full check): one lookup per 4 KiB, then its words.
+    while (i < count) {
+      const first = table + i * 8;
+      const end = Math.min(count, i + (4096 - (first % 4096)) / 8);
+      const frame = memory.frameForRead(first);
       if (frame === undefined) {
-        // Not RAM (a pointer into MMIO or nowhere): one fault per frame, skip to the next frame.
-        faults.push(`table entries at ${ptep.toString(16)} are not in RAM`);
-        i += (4096 - (ptep % 4096)) / 8 - 1;
+        // Not RAM (a pointer into MMIO or nowhere): one fault per frame.
+        faults.push(`table entries at ${first.toString(16)} are not in RAM`);
+        i = end;
         continue;
       }
-      const w = (ptep % 4096) >>> 2;
-      word.lo = frame[w] as number;
-      word.hi = frame[w + 1] as number;
-      const { lo, hi } = word;
-      if (lo === 0 && hi === 0) continue;
-      nonZero++;
-      if (counts !== null) counts[Math.floor((i * 8) / g.size)] = (counts[Math.floor((i * 8) / g.size)] ?? 0) + 1;
-      const ia = baseIa + i * span;
-      if ((lo & 1) !== 0 && (lo & 2) !== 0 && level !== LAST_LEVEL) {
-        const child = descOutputAddress(root.format, lo, hi);
-        if (seen.has(child)) {
-          faults.push(`table ${child.toString(16)} reached twice (from ${ptep.toString(16)})`);
+      for (let w = (first % 4096) >>> 2; i < end; i++, w += 2) {
+        const lo = frame[w] as number;
+        const hi = frame[w + 1] as number;
+        if (lo === 0 && hi === 0) continue;
+        nonZero++;
+        if (counts !== null) counts[Math.floor((i * 8) / g.size)] = (counts[Math.floor((i * 8) / g.size)] ?? 0) + 1;
+        const ia = baseIa + i * span;
+        const ptep = table + i * 8;
+        if ((lo & 1) !== 0 && (lo & 2) !== 0 && level !== LAST_LEVEL) {
+          const child = descOutputAddress(root.format, lo, hi);
+          if (seen.has(child)) {
+            faults.push(`table ${child.toString(16)} reached twice (from ${ptep.toString(16)})`);
+            continue;
+          }
+          seen.add(child);
+          const index = tables.length;
+          tables.push({ pa: child, level: level + 1, baseIa: ia, nonZero: 0 });
+          (tables[index] as { nonZero: number }).nonZero = visitTable(child, level + 1, ia, g.entriesPerTable, null);
           continue;
         }
-        seen.add(child);
-        const index = tables.length;
-        tables.push({ pa: child, level: level + 1, baseIa: ia, nonZero: 0 });
-        const childNonZero = visitTable(child, level + 1, ia, g.entriesPerTable, null);
-        (tables[index] as { nonZero: number }).nonZero = childNonZero;
-        // visitTable re-reads into `word`; nothing below uses it.
-        continue;
+        entries.push({ ia, level, lo, hi, ptep });
       }
-      entries.push({ ia, level, lo, hi, ptep });
     }
     return nonZero;
   };
