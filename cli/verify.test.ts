@@ -75,6 +75,22 @@ describe('verify CLI', () => {
     expect(x.text()).toMatch(/repeat with: npm run verify -- .*--design v6-atc-inv .*--bug atc-inv-before-tlbi-sync --skip-known-findings/);
   });
 
+  it('--guided writes a counterexample of a mutated run as a corpus file that loads and replays (path "guided")', async () => {
+    // Seed and budget of the zoo's guided comparison, where only guidance finds this bug (run 134).
+    const d = dirs();
+    const x = io();
+    expect(await main(['--bug', 'teardown-loses-pool-pages', '--machine', 'small', '--guided', '--runs', '140', '--seed', '20261122', '--workers', '1', ...d.args], x)).toBe(1);
+    const files = readdirSync(d.corpus);
+    expect(files.some((f) => f.includes('pool_accounting'))).toBe(true);
+    for (const f of files) {
+      const decoded = decodeCorpusEntry(JSON.parse(readFileSync(join(d.corpus, f), 'utf8')));
+      expect(decoded.ok, f).toBe(true);
+      if (!decoded.ok) continue;
+      expect(decoded.value.provenance.path).toBe('guided');
+      expect(replayEntry(decoded.value).ok, f).toBe(true);
+    }
+  });
+
   it('runs a clean campaign: seed, verdicts, result file, exit 0', async () => {
     // The default design (v6-posted) on a machine without an SMMU: nothing of the posted SMMU driver is reached.
     const d = dirs();

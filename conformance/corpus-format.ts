@@ -80,10 +80,15 @@ const NonNegativeInt = new t.Type<number, number, unknown>(
   t.identity,
 );
 
+/**
+ * A fast-check path, or "guided": a `verify --guided` run mutated from the campaign's corpus,
+ * which no fast-check path regenerates (its operations are the record; conformance/campaign.ts).
+ */
+const isProvenancePath = (u: unknown): u is string => typeof u === 'string' && (u === 'guided' || /^\d+(:\d+)*$/.test(u));
 const FastCheckPath = new t.Type<string, string, unknown>(
   'fast-check path',
-  (u): u is string => typeof u === 'string' && /^\d+(:\d+)*$/.test(u),
-  (u, c) => (typeof u === 'string' && /^\d+(:\d+)*$/.test(u) ? t.success(u) : t.failure(u, c, 'a fast-check path like "0:3:1"')),
+  isProvenancePath,
+  (u, c) => (isProvenancePath(u) ? t.success(u) : t.failure(u, c, 'a fast-check path like "0:3:1", or "guided"')),
   t.identity,
 );
 

@@ -92,6 +92,13 @@ describe('corpus format: a malformed file fails with its name and the path of th
     expect(r.ok && r.value.design).toBe('v6-posted');
   });
 
+  it('takes the path "guided" of a counterexample a guided campaign mutated from its corpus (and no other word)', () => {
+    const withPath = (path: string) => decodeCorpusEntry({ ...good, provenance: { ...(good.provenance as object), path } }).ok;
+    expect(withPath('guided')).toBe(true);
+    expect(withPath('0:3:1')).toBe(true);
+    expect(withPath('guide')).toBe(false);
+  });
+
   it('round-trips through the canonical text', () => {
     for (const { entry } of entries) {
       if (entry === undefined) continue; // reported by its own test above
