@@ -34,10 +34,10 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.smmu_nested_walk_translations_per_s = Math.round(benchSmmuNestedWalks(quick ? 50_000 : 500_000));
   // Issue 15 item 1: checked and bare (no check selected) throughput of the same workloads,
   // warm and in alternating rounds (bench/ownership.ts), and checked cost / bare cost.
-  const small = benchCheckedAgainstBare(smallMachine(), quick ? 60 : 300, false, quick ? 1 : 3);
+  const small = benchCheckedAgainstBare(smallMachine(), quick ? 60 : 300, false, quick ? 1 : 7);
   figures.checked_ownership_ops_per_s_small_machine = Math.round(small.checked);
   figures.checked_ownership_ops_per_s_default_machine = Math.round(benchCheckedOps(defaultMachine(), quick ? 20 : 100));
-  const dma = benchCheckedAgainstBare(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, quick ? 1 : 3);
+  const dma = benchCheckedAgainstBare(smallMachineWithSmmu({ ats: false }), quick ? 30 : 150, true, quick ? 1 : 7);
   figures.checked_dma_ops_per_s_interleaved = Math.round(dma.checked);
   figures.bare_ownership_ops_per_s_small_machine = Math.round(small.bare);
   figures.bare_dma_ops_per_s_interleaved = Math.round(dma.bare);

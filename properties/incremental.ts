@@ -17,7 +17,7 @@ import { PKVM_NOPAGE } from '../impl/hyp/vmemmap.js';
 import { type TableRoot } from '../impl/pgtable/table-dump.js';
 import { type System } from '../impl/system.js';
 import { type ModelState, dmaMustReach, pfnIsMemory } from '../model/index.js';
-import { abstractVm, diffPages, diffVm } from './abstraction.js';
+import { abstractVm, diffVm, pagesAgree } from './abstraction.js';
 import { type StepLog } from './step-log.js';
 import { type IndexUpdate, TableIndex } from './table-index.js';
 
@@ -28,6 +28,16 @@ function changedKeys<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>, out: Set<
   if (a === b) return;
   for (const [k, v] of a) if (b.get(k) !== v) out.add(k);
   for (const [k, v] of b) if (a.get(k) !== v) out.add(k);
+}
+
+/** The only pages a range test can hold for, and how many there are (their list is made only when iterated). */
+interface Candidates {
+  readonly count: number;
+  pfns(): Iterable<number>;
+}
+
+function mapKeys(map: ReadonlyMap<number, unknown>): Candidates {
+  return { count: map.size, pfns: () => map.keys() };
 }
 
 function isValid(lo: number): boolean {
@@ -70,7 +80,7 @@ export class IncrementalChecks {
   private protectedBefore = new Set<number>();
   private dmaGranule = GRANULE_4K;
   /** Per VM, its metadata and pool page counts at the last check (pages changing hands). */
-  private vmPages = new Map<number, string>();
+  private vmPages = new Map<number, number>();
 
   constructor(
     private readonly sys: System,
@@ -141,7 +151,8 @@ export class IncrementalChecks {
         vmSetChanged = true;
       } else guests.set(vm, index.update(log.words));
     }
-    for (const vm of [...this.guests.keys()]) {
+    for (const vm of this.guests.keys()) {
+      // Deleting the entry being visited is safe for a Map iterator.
       if (!sys.hyp.vms.has(vm)) {
         this.guests.delete(vm);
         guests.set(vm, undefined);
@@ -151,10 +162,12 @@ export class IncrementalChecks {
     if (pre.vms.size !== post.vms.size) vmSetChanged = true;
     const dma = this.dmaIsHost ? host : this.dma?.update(log.words);
     const protectedPages = new Set(this.protectedPages(sys));
-    const newlyProtected = [...protectedPages].filter((pfn) => !this.protectedBefore.has(pfn));
+    const newlyProtected: number[] = [];
+    for (const pfn of protectedPages) if (!this.protectedBefore.has(pfn)) newlyProtected.push(pfn);
     this.protectedBefore = protectedPages;
     const counts = this.vmPageCounts();
-    const vmPagesMoved = counts.size !== this.vmPages.size || [...counts].some(([vm, c]) => this.vmPages.get(vm) !== c);
+    let vmPagesMoved = counts.size !== this.vmPages.size;
+    for (const [vm, c] of counts) if (this.vmPages.get(vm) !== c) vmPagesMoved = true;
     this.vmPages = counts;
     return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, vmSetChanged, protectedPages, newlyProtected, vmPagesMoved };
   }
@@ -165,7 +178,7 @@ export class IncrementalChecks {
     const sys = this.sys;
     if (d.vmSetChanged) return true;
     if (post.pool !== sys.memcache.available) return true;
-    if (diffPages(post, sys, d.pfns).length > 0) return true;
+    if (!pagesAgree(post, sys, d.pfns)) return true;
     for (const [vm, update] of d.guests) {
       const m = post.vms.get(vm);
       const guest = sys.hyp.vms.get(vm);
@@ -189,20 +202,24 @@ export class IncrementalChecks {
     for (const e of log.cpuFills) {
       if (e.base + e.size > limit) return true;
       if (e.exec && !pfnIsMemory(post.config.layout, e.base / PAGE)) return true;
-      if (this.rangeHas(e.base, e.size, (pfn) => post.host.get(pfn) === 'NOPAGE', post.host.keys())) return true;
+      if (this.rangeHas(e.base, e.size, (pfn) => post.host.get(pfn) === 'NOPAGE', mapKeys(post.host))) return true;
     }
     return false;
   }
 
-  /** Whether a page of [pa, pa + size) satisfies `test`: page by page when small, else over `candidates`. */
-  private rangeHas(pa: number, size: number, test: (pfn: number) => boolean, candidates: Iterable<number>): boolean {
+  /**
+   * Whether a page of [pa, pa + size) satisfies `test`, given that only pages among the
+   * `candidates` can: page by page or candidate by candidate, whichever is fewer (a 2 MiB block
+   * against a handful of non-default pages, or a 4 KiB page against a long list).
+   */
+  private rangeHas(pa: number, size: number, test: (pfn: number) => boolean, candidates: Candidates): boolean {
     const first = Math.floor(pa / PAGE);
     const pages = Math.ceil(size / PAGE);
-    if (pages <= 512) {
+    if (pages <= candidates.count) {
       for (let pfn = first; pfn < first + pages; pfn++) if (test(pfn)) return true;
       return false;
     }
-    for (const pfn of candidates) if (pfn >= first && pfn < first + pages && test(pfn)) return true;
+    for (const pfn of candidates.pfns()) if (pfn >= first && pfn < first + pages && test(pfn)) return true;
     return false;
   }
 
@@ -239,18 +256,24 @@ export class IncrementalChecks {
       if (u === undefined || guest === undefined || index === undefined || this.refcountsOrFaultsBad(guest.pgt, index, u)) return true;
     }
     for (const pfn of d.pfns) if (this.hostPageBad(pfn)) return true;
-    // A new valid block may cover a page the host lost.
+    // A new valid block may cover a page the host lost (a page in its boot state is the host's).
     for (const c of d.host.changes) {
       if (!isValid(c.lo)) continue;
       const size = levelSize(sys.hostS2.pgt.granule, c.level);
-      if (size > PAGE && this.rangeHas(c.ia, size, (pfn) => sys.vmemmap.has(pfn) && sys.vmemmap.hostState(pfn) === PKVM_NOPAGE, sys.vmemmap.nonDefault())) return true;
+      if (size > PAGE && this.blockCoversNopage(c.ia, size)) return true;
     }
     return false;
   }
 
-  private vmPageCounts(): Map<number, string> {
-    const counts = new Map<number, string>();
-    for (const [vm, guest] of this.sys.hyp.vms) counts.set(vm, `${guest.metadataPages.length}/${guest.pool.owned.length}`);
+  private blockCoversNopage(ia: number, size: number): boolean {
+    const vmemmap = this.sys.vmemmap;
+    return this.rangeHas(ia, size, (pfn) => vmemmap.has(pfn) && vmemmap.hostState(pfn) === PKVM_NOPAGE, { count: vmemmap.nonDefaultCount, pfns: () => vmemmap.nonDefault() });
+  }
+
+  /** Per VM, its metadata and pool page counts as one number (each count is far below 2^20). */
+  private vmPageCounts(): Map<number, number> {
+    const counts = new Map<number, number>();
+    for (const [vm, guest] of this.sys.hyp.vms) counts.set(vm, guest.metadataPages.length * 2 ** 20 + guest.pool.owned.length);
     return counts;
   }
 
@@ -286,7 +309,7 @@ export class IncrementalChecks {
     if (parts === undefined) return false;
     const protectedNow = d.protectedPages;
     const banned = (pfn: number) => post.host.get(pfn) === 'NOPAGE' || protectedNow.has(pfn);
-    const candidates = (): Iterable<number> => [...post.host.keys(), ...protectedNow];
+    const candidates: Candidates = { count: post.host.size + protectedNow.size, pfns: () => [...post.host.keys(), ...protectedNow] };
     const fresh: number[] = d.pfns.filter((pfn) => post.host.get(pfn) === 'NOPAGE');
     fresh.push(...d.newlyProtected);
     if (fresh.length > 0) {
@@ -304,12 +327,12 @@ export class IncrementalChecks {
         if (!isValid(c.lo)) continue;
         // Identity map: IA = PA for the idmap; the host stage-2 is identity for the host too.
         const size = levelSize(this.dmaGranule, c.level);
-        if (this.rangeHas(c.ia, size, banned, candidates())) return true;
+        if (this.rangeHas(c.ia, size, banned, candidates)) return true;
       }
     }
     for (const f of log.cacheFills) {
       const reach = reachOf(f);
-      if (reach !== undefined && this.rangeHas(reach.pa, reach.size, banned, candidates())) return true;
+      if (reach !== undefined && this.rangeHas(reach.pa, reach.size, banned, candidates)) return true;
     }
     return false;
   }
@@ -326,11 +349,12 @@ export class IncrementalChecks {
     // The full check looks at the hot pages and the pages the model names.
     const watched = (pfn: number) => hotPfns.includes(pfn) || post.host.has(pfn);
     for (const pfn of d.pfns) if (watched(pfn) && bad(pfn)) return true;
+    const watchedPfns: Candidates = { count: hotPfns.length + post.host.size, pfns: () => [...hotPfns, ...post.host.keys()] };
     if (d.dma === undefined) return !this.dmaIsHost;
     for (const c of d.dma.changes) {
       if (c.oldLo === 0 && c.oldHi === 0) continue;
       const size = levelSize(this.dmaGranule, c.level);
-      if (this.rangeHas(c.ia, size, (pfn) => watched(pfn) && bad(pfn), [...hotPfns, ...post.host.keys()])) return true;
+      if (this.rangeHas(c.ia, size, (pfn) => watched(pfn) && bad(pfn), watchedPfns)) return true;
     }
     return false;
   }

@@ -125,13 +125,17 @@ export class TableIndex {
     if (info === undefined || info.parentPtep !== ptep) return;
     this.pages.delete(child);
     const span = levelSize(this.root.format.granule, info.level);
+    // A word the step did not store holds its old value still: read from the frame, no copy.
+    const frame = this.memory.frameForRead(child);
     for (let i = 0; i < info.count; i++) {
       const pa = child + i * 8;
-      const old = before.get(pa) ?? this.memory.peek64(pa);
-      if (old.lo === 0 && old.hi === 0) continue;
+      const stored = before.get(pa);
+      const lo = stored !== undefined ? stored.lo : frame === undefined ? 0 : (frame[2 * i] as number);
+      const hi = stored !== undefined ? stored.hi : frame === undefined ? 0 : (frame[2 * i + 1] as number);
+      if (lo === 0 && hi === 0) continue;
       const ia = info.baseIa + i * span;
-      if (this.isTable(old.lo, info.level)) this.unlink(descOutputAddress(this.root.format, old.lo, old.hi), pa, before, out);
-      else out.changes.push({ ia, level: info.level, ptep: pa, oldLo: old.lo, oldHi: old.hi, lo: 0, hi: 0 });
+      if (this.isTable(lo, info.level)) this.unlink(descOutputAddress(this.root.format, lo, hi), pa, before, out);
+      else out.changes.push({ ia, level: info.level, ptep: pa, oldLo: lo, oldHi: hi, lo: 0, hi: 0 });
     }
   }
 
