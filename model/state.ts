@@ -7,6 +7,7 @@
 import type { Layout } from './layout.js';
 import { PAGE_SHIFT, validateLayout } from './layout.js';
 import type { Prot } from './prot.js';
+import { PageMap } from './page-map.js';
 
 /** §1.1. `NOPAGE` is the meta state "no access". */
 export type PageState = 'OWNED' | 'SHARED_OWNED' | 'SHARED_BORROWED' | 'NOPAGE';
@@ -96,10 +97,10 @@ export function initialState(config: ModelConfig = defaultConfig()): ModelState 
   if (!Number.isSafeInteger(config.vmStructPages) || config.vmStructPages < 0) throw new RangeError('vmStructPages');
   return {
     config,
-    host: new Map(),
-    hyp: new Map(),
-    pins: new Map(),
-    shareCount: new Map(),
+    host: PageMap.empty(),
+    hyp: PageMap.empty(),
+    pins: PageMap.empty(),
+    shareCount: PageMap.empty(),
     vms: new Map(),
     pool: config.poolPages,
   };
@@ -187,25 +188,18 @@ export function guestPfn(vm: VmRecord, gfn: number): number | undefined {
   return found.leaf.pfn + (gfn - found.gfn);
 }
 
-// ---- Building new states (copy on write; defaults are deleted to keep the maps sparse) ----
+// ---- Building new states (copy on write of the touched blocks, model/page-map.ts; defaults are not stored, to keep the maps sparse) ----
 
-export function withEntries<K, V>(map: ReadonlyMap<K, V>, keys: Iterable<K>, value: V, defaultValue: V): ReadonlyMap<K, V> {
-  const next = new Map(map);
-  for (const k of keys) {
-    if (value === defaultValue) next.delete(k);
-    else next.set(k, value);
-  }
-  return next;
+export function withEntries<V>(map: ReadonlyMap<number, V>, keys: Iterable<number>, value: V, defaultValue: V): ReadonlyMap<number, V> {
+  const stored = value === defaultValue ? undefined : value;
+  return PageMap.of(map).updated(keys, () => stored);
 }
 
-export function withCounts<K>(map: ReadonlyMap<K, number>, keys: Iterable<K>, delta: number): ReadonlyMap<K, number> {
-  const next = new Map(map);
-  for (const k of keys) {
-    const n = (next.get(k) ?? 0) + delta;
-    if (n === 0) next.delete(k);
-    else next.set(k, n);
-  }
-  return next;
+export function withCounts(map: ReadonlyMap<number, number>, keys: Iterable<number>, delta: number): ReadonlyMap<number, number> {
+  return PageMap.of(map).updated(keys, (now) => {
+    const n = (now ?? 0) + delta;
+    return n === 0 ? undefined : n;
+  });
 }
 
 export function setHost(s: ModelState, pfns: Iterable<number>, st: PageState): ModelState {

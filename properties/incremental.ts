@@ -16,16 +16,20 @@ import { PKVM_ID_HYP } from '../impl/hyp/host-stage2.js';
 import { PKVM_NOPAGE } from '../impl/hyp/vmemmap.js';
 import { type TableRoot } from '../impl/pgtable/table-dump.js';
 import { type System } from '../impl/system.js';
-import { type ModelState, dmaMustReach, pfnIsMemory } from '../model/index.js';
+import { type ModelState, PageMap, dmaMustReach, pfnIsMemory } from '../model/index.js';
 import { abstractVm, diffVm, pagesAgree } from './abstraction.js';
 import { type StepLog } from './step-log.js';
 import { type IndexUpdate, TableIndex } from './table-index.js';
 
 const PAGE = 4096;
 
-/** Keys whose value differs between two versions of a model map (shared maps: none). */
-function changedKeys<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>, out: Set<K>): void {
+/** Keys whose value differs between two versions of a model map (shared maps or blocks: none). */
+function changedKeys<V>(a: ReadonlyMap<number, V>, b: ReadonlyMap<number, V>, out: Set<number>): void {
   if (a === b) return;
+  if (a instanceof PageMap && b instanceof PageMap) {
+    (a as PageMap<V>).addDifferences(b as PageMap<V>, out);
+    return;
+  }
   for (const [k, v] of a) if (b.get(k) !== v) out.add(k);
   for (const [k, v] of b) if (a.get(k) !== v) out.add(k);
 }
