@@ -8,10 +8,20 @@
 /** Pages per block: one 2 MiB stage-2 block, so an aligned block operation touches one. */
 const BLOCK_PAGES = 512;
 
+/** One block's values by page offset (undefined: no entry), and how many it holds. */
+interface Block<V> {
+  readonly slots: (V | undefined)[];
+  count: number;
+}
+
+function emptyBlock<V>(): Block<V> {
+  return { slots: new Array<V | undefined>(BLOCK_PAGES).fill(undefined), count: 0 };
+}
+
 export class PageMap<V> implements ReadonlyMap<number, V> {
   private constructor(
-    /** Block number → that block's entries; a block with no entry is absent. */
-    private readonly blocks: ReadonlyMap<number, ReadonlyMap<number, V>>,
+    /** Block number → that block (never written once the map is built); a block with no entry is absent. */
+    private readonly blocks: ReadonlyMap<number, Block<V>>,
     readonly size: number,
   ) {}
 
@@ -22,50 +32,48 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
   /** The same entries as a PageMap (hand-built states in tests hold plain Maps). */
   static of<V>(map: ReadonlyMap<number, V>): PageMap<V> {
     if (map instanceof PageMap) return map as PageMap<V>;
-    const blocks = new Map<number, Map<number, V>>();
-    for (const [pfn, v] of map) {
-      const b = Math.floor(pfn / BLOCK_PAGES);
-      let block = blocks.get(b);
-      if (block === undefined) blocks.set(b, (block = new Map()));
-      block.set(pfn, v);
-    }
-    return new PageMap<V>(blocks, map.size);
+    return PageMap.empty<V>().updated(map.keys(), (_now, pfn) => map.get(pfn));
   }
 
   get(pfn: number): V | undefined {
-    return this.blocks.get(Math.floor(pfn / BLOCK_PAGES))?.get(pfn);
+    return this.blocks.get(Math.floor(pfn / BLOCK_PAGES))?.slots[pfn % BLOCK_PAGES];
   }
 
   has(pfn: number): boolean {
-    return this.blocks.get(Math.floor(pfn / BLOCK_PAGES))?.has(pfn) === true;
+    return this.get(pfn) !== undefined;
   }
 
   /**
    * A new map with each pfn of `pfns` set to `next(its value now)` (undefined: no entry). Each
-   * touched block is copied once; the others are shared with this map.
+   * touched block is copied once (an array copy); the others are shared with this map.
    */
-  updated(pfns: Iterable<number>, next: (now: V | undefined) => V | undefined): PageMap<V> {
+  updated(pfns: Iterable<number>, next: (now: V | undefined, pfn: number) => V | undefined): PageMap<V> {
     const blocks = new Map(this.blocks);
-    const copied = new Map<number, Map<number, V>>();
+    const copied = new Map<number, Block<V>>();
     let size = this.size;
     for (const pfn of pfns) {
       const b = Math.floor(pfn / BLOCK_PAGES);
       let block = copied.get(b);
       if (block === undefined) {
-        block = new Map(this.blocks.get(b));
+        const old = this.blocks.get(b);
+        block = old === undefined ? emptyBlock<V>() : { slots: old.slots.slice(), count: old.count };
         copied.set(b, block);
         blocks.set(b, block);
       }
-      const now = block.get(pfn);
-      const value = next(now);
-      if (now !== undefined) size--;
-      if (value === undefined) block.delete(pfn);
-      else {
-        block.set(pfn, value);
-        size++;
+      const i = pfn % BLOCK_PAGES;
+      const now = block.slots[i];
+      const value = next(now, pfn);
+      if (now !== undefined) {
+        size--;
+        block.count--;
       }
+      if (value !== undefined) {
+        size++;
+        block.count++;
+      }
+      block.slots[i] = value;
     }
-    for (const [b, block] of copied) if (block.size === 0) blocks.delete(b);
+    for (const [b, block] of copied) if (block.count === 0) blocks.delete(b);
     return new PageMap(blocks, size);
   }
 
@@ -78,22 +86,31 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
     for (const [b, block] of this.blocks) {
       const theirs = other.blocks.get(b);
       if (theirs === block) continue;
-      for (const [pfn, v] of block) if (theirs?.get(pfn) !== v) out.add(pfn);
-      if (theirs !== undefined) for (const [pfn, v] of theirs) if (block.get(pfn) !== v) out.add(pfn);
+      const base = b * BLOCK_PAGES;
+      for (let i = 0; i < BLOCK_PAGES; i++) if (block.slots[i] !== theirs?.slots[i]) out.add(base + i);
     }
-    for (const [b, block] of other.blocks) if (!this.blocks.has(b)) for (const pfn of block.keys()) out.add(pfn);
+    for (const [b, block] of other.blocks) {
+      if (this.blocks.has(b)) continue;
+      const base = b * BLOCK_PAGES;
+      for (let i = 0; i < BLOCK_PAGES; i++) if (block.slots[i] !== undefined) out.add(base + i);
+    }
   }
 
   *entries(): MapIterator<[number, V]> {
-    for (const block of this.blocks.values()) yield* block.entries();
+    for (const [b, block] of this.blocks) {
+      for (let i = 0; i < BLOCK_PAGES; i++) {
+        const v = block.slots[i];
+        if (v !== undefined) yield [b * BLOCK_PAGES + i, v];
+      }
+    }
   }
 
   *keys(): MapIterator<number> {
-    for (const block of this.blocks.values()) yield* block.keys();
+    for (const [pfn] of this.entries()) yield pfn;
   }
 
   *values(): MapIterator<V> {
-    for (const block of this.blocks.values()) yield* block.values();
+    for (const [, v] of this.entries()) yield v;
   }
 
   [Symbol.iterator](): MapIterator<[number, V]> {
