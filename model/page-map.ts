@@ -8,14 +8,25 @@
 /** Pages per block: one 2 MiB stage-2 block, so an aligned block operation touches one. */
 const BLOCK_PAGES = 512;
 
-/** One block's values by page offset (undefined: no entry), and how many it holds. */
+/**
+ * One block's values by page offset (undefined: no entry), how many it holds, and which slots
+ * are occupied (one bit per slot), so that a sparse map iterates its entries, not its slots.
+ */
 interface Block<V> {
   readonly slots: (V | undefined)[];
+  readonly occupied: Uint32Array;
   count: number;
 }
 
+const OCCUPANCY_WORDS = BLOCK_PAGES / 32;
+
 function emptyBlock<V>(): Block<V> {
-  return { slots: new Array<V | undefined>(BLOCK_PAGES).fill(undefined), count: 0 };
+  return { slots: new Array<V | undefined>(BLOCK_PAGES).fill(undefined), occupied: new Uint32Array(OCCUPANCY_WORDS), count: 0 };
+}
+
+/** The lowest set bit's slot of one occupancy word (`bits` non-zero), counted from `firstSlot`. */
+function lowestSlot(bits: number, firstSlot: number): number {
+  return firstSlot + 31 - Math.clz32(bits & -bits);
 }
 
 export class PageMap<V> implements ReadonlyMap<number, V> {
@@ -56,7 +67,7 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
       let block = copied.get(b);
       if (block === undefined) {
         const old = this.blocks.get(b);
-        block = old === undefined ? emptyBlock<V>() : { slots: old.slots.slice(), count: old.count };
+        block = old === undefined ? emptyBlock<V>() : { slots: old.slots.slice(), occupied: old.occupied.slice(), count: old.count };
         copied.set(b, block);
         blocks.set(b, block);
       }
@@ -70,7 +81,8 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
       if (value !== undefined) {
         size++;
         block.count++;
-      }
+        block.occupied[i >>> 5] = (block.occupied[i >>> 5] as number) | (1 << (i & 31));
+      } else block.occupied[i >>> 5] = (block.occupied[i >>> 5] as number) & ~(1 << (i & 31));
       block.slots[i] = value;
     }
     for (const [b, block] of copied) if (block.count === 0) blocks.delete(b);
@@ -87,22 +99,31 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
       const theirs = other.blocks.get(b);
       if (theirs === block) continue;
       const base = b * BLOCK_PAGES;
-      for (let i = 0; i < BLOCK_PAGES; i++) if (block.slots[i] !== theirs?.slots[i]) out.add(base + i);
+      for (let w = 0; w < OCCUPANCY_WORDS; w++) {
+        // A slot empty on both sides cannot differ: only the occupied ones are compared.
+        for (let rest = (block.occupied[w] as number) | (theirs === undefined ? 0 : (theirs.occupied[w] as number)); rest !== 0; rest &= rest - 1) {
+          const slot = lowestSlot(rest, w * 32);
+          if (block.slots[slot] !== theirs?.slots[slot]) out.add(base + slot);
+        }
+      }
     }
     for (const [b, block] of other.blocks) {
       if (this.blocks.has(b)) continue;
-      const base = b * BLOCK_PAGES;
-      for (let i = 0; i < BLOCK_PAGES; i++) if (block.slots[i] !== undefined) out.add(base + i);
+      for (const [pfn] of PageMap.blockEntries(b, block)) out.add(pfn);
+    }
+  }
+
+  private static *blockEntries<V>(b: number, block: Block<V>): Generator<[number, V]> {
+    for (let w = 0; w < OCCUPANCY_WORDS; w++) {
+      for (let rest = block.occupied[w] as number; rest !== 0; rest &= rest - 1) {
+        const slot = lowestSlot(rest, w * 32);
+        yield [b * BLOCK_PAGES + slot, block.slots[slot] as V];
+      }
     }
   }
 
   *entries(): MapIterator<[number, V]> {
-    for (const [b, block] of this.blocks) {
-      for (let i = 0; i < BLOCK_PAGES; i++) {
-        const v = block.slots[i];
-        if (v !== undefined) yield [b * BLOCK_PAGES + i, v];
-      }
-    }
+    for (const [b, block] of this.blocks) yield* PageMap.blockEntries(b, block);
   }
 
   *keys(): MapIterator<number> {

@@ -225,5 +225,7 @@ export function withLeaf(vm: VmRecord, gfn: number, leaf: GuestLeaf | undefined)
 
 /** [start, start + n) as an array, for the per-page loops of the hypercalls. */
 export function pageRange(start: number, n: number): number[] {
-  return Array.from({ length: n }, (_, i) => start + i);
+  const pages = new Array<number>(n);
+  for (let i = 0; i < n; i++) pages[i] = start + i;
+  return pages;
 }

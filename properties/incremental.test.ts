@@ -16,6 +16,7 @@ import { type MachineConfig, smallMachine } from './machine.js';
 import { type RunOptions, type RunResult, type Step, bootPair, runOperations } from './runner.js';
 import { StepLog } from './step-log.js';
 import { TableIndex } from './table-index.js';
+import { dumpTable } from '../impl/pgtable/table-dump.js';
 import { arbitraryFor, designOptions } from './zoo.js';
 import { ALL_CHECKS } from './runner.js';
 import { type ScheduledHardware } from './dma.js';
@@ -116,6 +117,31 @@ describe('the table index', () => {
         }
       }
       log.detach();
+    }
+  });
+
+  it('reindexes a tree as one update from nothing: every entry, every table page, the pages below the root', () => {
+    const machine = smallMachine();
+    for (const ops of fc.sample(operationsArbitrary(machine, 30), { seed: 6, numRuns: 20 })) {
+      const { system } = bootPair(machine);
+      for (const op of ops) {
+        if (isHardwareOperation(op)) continue;
+        try {
+          executeOnSystem(system, op, (point) => system.stepHardware(point));
+        } catch {
+          break;
+        }
+      }
+      const roots = [system.hostS2.pgt.root(), ...[...system.hyp.vms.values()].map((g) => g.pgt.root())];
+      for (const root of roots) {
+        const dump = dumpTable(system.memory, root);
+        const index = new TableIndex(system.memory, root);
+        const whole = index.reindex();
+        expect(whole.changes.map((c) => `${c.ia}:${c.level}:${c.lo}:${c.hi}`)).toEqual(dump.entries.map((e) => `${e.ia}:${e.level}:${e.lo}:${e.hi}`));
+        expect([...whole.dirtyPages].sort()).toEqual(dump.tables.map((t) => t.pa).sort());
+        expect([...index.childPages()].sort()).toEqual(dump.tables.filter((t) => t.level !== root.startLevel).map((t) => t.pa).sort());
+        expect(whole.faults).toEqual(dump.faults);
+      }
     }
   });
 });

@@ -53,12 +53,10 @@ export interface StepDelta {
   /** Pages whose model or system ownership state may have changed (ascending). */
   readonly pfns: readonly number[];
   readonly host: IndexUpdate;
-  /** Per VM: its table index's update (undefined: the VM is new or gone). */
+  /** Per VM: its table index's update (a new VM's tree as one update from nothing; undefined: the VM is gone). */
   readonly guests: ReadonlyMap<number, IndexUpdate | undefined>;
   /** The DMA stage-2's update (undefined without an SMMU; the host's for the shared designs). */
   readonly dma: IndexUpdate | undefined;
-  /** VMs that appeared or disappeared (the guest parts then take the full check). */
-  readonly vmSetChanged: boolean;
   /** The hypervisor's SMMU structures now (pages DMA must never reach) and those new since the last step. */
   readonly protectedPages: ReadonlySet<number>;
   readonly newlyProtected: readonly number[];
@@ -146,13 +144,13 @@ export class IncrementalChecks {
     // A host annotation is ownership too (MMIO the hypervisor holds): its pfn may have changed.
     for (const c of host.changes) if (c.level === LAST_LEVEL) pfns.add(c.ia / PAGE);
     const guests = new Map<number, IndexUpdate | undefined>();
-    let vmSetChanged = false;
     for (const [vm, guest] of sys.hyp.vms) {
       const index = this.guests.get(vm);
       if (index === undefined) {
-        this.guests.set(vm, new TableIndex(sys.memory, guest.pgt.root()));
-        guests.set(vm, undefined);
-        vmSetChanged = true;
+        // A new VM: its whole tree is what the step added (init_vm leaves it nearly empty).
+        const fresh = new TableIndex(sys.memory, guest.pgt.root());
+        this.guests.set(vm, fresh);
+        guests.set(vm, fresh.reindex());
       } else guests.set(vm, index.update(log.words));
     }
     for (const vm of this.guests.keys()) {
@@ -160,10 +158,8 @@ export class IncrementalChecks {
       if (!sys.hyp.vms.has(vm)) {
         this.guests.delete(vm);
         guests.set(vm, undefined);
-        vmSetChanged = true;
       }
     }
-    if (pre.vms.size !== post.vms.size) vmSetChanged = true;
     const dma = this.dmaIsHost ? host : this.dma?.update(log.words);
     const protectedPages = new Set(this.protectedPages(sys));
     const newlyProtected: number[] = [];
@@ -173,19 +169,22 @@ export class IncrementalChecks {
     let vmPagesMoved = counts.size !== this.vmPages.size;
     for (const [vm, c] of counts) if (this.vmPages.get(vm) !== c) vmPagesMoved = true;
     this.vmPages = counts;
-    return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, vmSetChanged, protectedPages, newlyProtected, vmPagesMoved };
+    return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, protectedPages, newlyProtected, vmPagesMoved };
   }
 
   // ---- the "could the full check fail?" predicates ----
 
   refinementMayFail(d: StepDelta, pre: ModelState, post: ModelState): boolean {
     const sys = this.sys;
-    if (d.vmSetChanged) return true;
     if (post.pool !== sys.memcache.available) return true;
     if (!pagesAgree(post, sys, d.pfns)) return true;
+    // The same VMs on both sides; then each VM the step touched (a new one in full), below.
+    if (post.vms.size !== sys.hyp.vms.size) return true;
+    for (const vm of post.vms.keys()) if (!sys.hyp.vms.has(vm)) return true;
     for (const [vm, update] of d.guests) {
       const m = post.vms.get(vm);
       const guest = sys.hyp.vms.get(vm);
+      if (m === undefined && guest === undefined) continue;
       if (update === undefined || m === undefined || guest === undefined) return true;
       if (m.protected !== guest.isProtected || m.metadataPages !== guest.metadataPages.length || m.tablePages !== guest.pool.owned.length) return true;
       // Leaves: compared when either side's may have changed.
@@ -195,7 +194,6 @@ export class IncrementalChecks {
         if (out.length > 0) return true;
       }
     }
-    for (const vm of post.vms.keys()) if (!sys.hyp.vms.has(vm)) return true;
     return false;
   }
 
@@ -252,12 +250,13 @@ export class IncrementalChecks {
 
   wellFormedMayFail(d: StepDelta): boolean {
     const sys = this.sys;
-    if (d.vmSetChanged) return true;
     if (this.refcountsOrFaultsBad(sys.hostS2.pgt, this.host, d.host)) return true;
     for (const [vm, u] of d.guests) {
       const guest = sys.hyp.vms.get(vm);
+      // A VM gone in the step took its tree with it (what it gave back shows in the pages and the host tree).
+      if (guest === undefined) continue;
       const index = this.guests.get(vm);
-      if (u === undefined || guest === undefined || index === undefined || this.refcountsOrFaultsBad(guest.pgt, index, u)) return true;
+      if (u === undefined || index === undefined || this.refcountsOrFaultsBad(guest.pgt, index, u)) return true;
     }
     for (const pfn of d.pfns) if (this.hostPageBad(pfn)) return true;
     // A new valid block may cover a page the host lost (a page in its boot state is the host's).
@@ -282,19 +281,33 @@ export class IncrementalChecks {
   }
 
   /**
-   * Pool accounting. The pages held by VMs (metadata and pools) are re-examined when a VM's
-   * counts move; a page swapped for another at equal counts is left to the periodic full check.
+   * Pool accounting. When a VM's page counts move (a VM made or torn down, its pool grown or
+   * shrunk), the full check's rules run on the indexes: every VM page held once, every table
+   * below a root from its VM's pool. Otherwise only the tables the step linked are looked at; a
+   * page swapped for another at equal counts is left to the periodic full check.
    */
   poolsMayFail(d: StepDelta, poolPages: number): boolean {
     const sys = this.sys;
-    if (d.vmSetChanged || d.vmPagesMoved) return true;
     if (sys.hostS2Pool.allocatedBytes !== this.host.size * PAGE) return true;
+    const claimed = d.vmPagesMoved ? new Set<number>() : undefined;
+    const claim = (pages: readonly number[]): boolean => {
+      for (const page of pages) {
+        if (claimed?.has(page) === true) return false;
+        claimed?.add(page);
+      }
+      return true;
+    };
     let held = 0;
     for (const [vm, guest] of sys.hyp.vms) {
       held += guest.metadataPages.length + guest.pool.owned.length;
       const u = d.guests.get(vm);
-      if (u === undefined) return true;
-      if (u.linked.length > 0) {
+      const index = this.guests.get(vm);
+      if (u === undefined || index === undefined) return true;
+      if (claimed !== undefined) {
+        if (!claim(guest.metadataPages) || !claim(guest.pool.owned)) return true;
+        const owned = new Set(guest.pool.owned);
+        for (const page of index.childPages()) if (!owned.has(page)) return true;
+      } else if (u.linked.length > 0) {
         const owned = new Set(guest.pool.owned);
         if (u.linked.some((page) => !owned.has(page))) return true;
       }

@@ -73,16 +73,35 @@ export class TableIndex {
 
   /** Forgets everything and indexes the tree as it is (after a full check, or at the start). */
   rebuild(): void {
+    this.indexTree(false);
+  }
+
+  /**
+   * `rebuild`, returning the tree as one update from nothing: every entry a change, every table
+   * page dirty, every page below the root linked, and the walk's faults (a tree new in the step).
+   */
+  reindex(): IndexUpdate {
+    return this.indexTree(true);
+  }
+
+  private indexTree(report: boolean): IndexUpdate {
     this.pages.clear();
     const g = this.root.format.granule;
     const pgdPages = Math.max(1, Math.ceil((this.root.topEntries * 8) / g.size));
     const pgdSpan = levelSize(g, this.root.startLevel) * g.entriesPerTable;
-    const sink: IndexUpdate = { changes: [], dirtyPages: [], linked: [], faults: [] };
+    const whole: IndexUpdate = { changes: [], dirtyPages: [], linked: [], faults: [] };
     for (let p = 0; p < pgdPages; p++) {
       const count = Math.min(g.entriesPerTable, this.root.topEntries - p * g.entriesPerTable);
       this.pages.set(this.root.pgd + p * g.size, { level: this.root.startLevel, baseIa: p * pgdSpan, count, parentPtep: undefined });
+      if (report) whole.dirtyPages.push(this.root.pgd + p * g.size);
     }
-    for (let p = 0; p < pgdPages; p++) this.scan(this.root.pgd + p * g.size, sink, false);
+    for (let p = 0; p < pgdPages; p++) this.scan(this.root.pgd + p * g.size, whole, report);
+    return whole;
+  }
+
+  /** The table pages below the root (those a guest's pool must hold). */
+  *childPages(): IterableIterator<number> {
+    for (const [page, info] of this.pages) if (info.parentPtep !== undefined) yield page;
   }
 
   private isTable(lo: number, level: number): boolean {
