@@ -92,6 +92,19 @@ describe('incremental checks equal the full checks', () => {
   });
 });
 
+/** Runs the ownership steps of `ops` on the system alone, yielding after each, until one panics. */
+function* executedOwnershipSteps(system: ReturnType<typeof bootPair>['system'], ops: readonly Step[]): Generator<Step> {
+  for (const op of ops) {
+    if (isHardwareOperation(op)) continue;
+    try {
+      executeOnSystem(system, op, (point) => system.stepHardware(point));
+    } catch {
+      return;
+    }
+    yield op;
+  }
+}
+
 describe('the table index', () => {
   it('follows the host and guest stage-2 trees step by step, and its lookup ends where a table walk does', () => {
     const machine = smallMachine();
@@ -99,13 +112,7 @@ describe('the table index', () => {
       const { system } = bootPair(machine);
       const log = new StepLog(system);
       const host = new TableIndex(system.memory, system.hostS2.pgt.root());
-      for (const op of ops) {
-        if (isHardwareOperation(op)) continue;
-        try {
-          executeOnSystem(system, op, (point) => system.stepHardware(point));
-        } catch {
-          break;
-        }
+      for (const _ of executedOwnershipSteps(system, ops)) {
         host.update(log.words);
         log.clear();
         const fresh = new TableIndex(system.memory, system.hostS2.pgt.root());
@@ -124,14 +131,7 @@ describe('the table index', () => {
     const machine = smallMachine();
     for (const ops of fc.sample(operationsArbitrary(machine, 30), { seed: 6, numRuns: 20 })) {
       const { system } = bootPair(machine);
-      for (const op of ops) {
-        if (isHardwareOperation(op)) continue;
-        try {
-          executeOnSystem(system, op, (point) => system.stepHardware(point));
-        } catch {
-          break;
-        }
-      }
+      for (const _ of executedOwnershipSteps(system, ops));
       const roots = [system.hostS2.pgt.root(), ...[...system.hyp.vms.values()].map((g) => g.pgt.root())];
       for (const root of roots) {
         const dump = dumpTable(system.memory, root);
