@@ -246,9 +246,16 @@ export function executeHardware(sys: System, op: HardwareOperation, identity: Id
 export function protectedPages(sys: System): number[] {
   const parts = sys.iommu;
   if (parts === undefined) return [];
-  const out = [parts.driver.cmdq?.base ?? 0, parts.driver.strtab.base, ...(parts.dmaStage2?.tablePages() ?? [])];
-  for (const [pa] of parts.pool.liveBlocks()) out.push(pa);
-  return out.filter((pa) => pa !== 0).map((pa) => Math.floor(pa / PAGE));
+  // Runs every step (the incremental DMA checks): plain loops.
+  const out: number[] = [];
+  const add = (pa: number): void => {
+    if (pa !== 0) out.push(Math.floor(pa / PAGE));
+  };
+  add(parts.driver.cmdq?.base ?? 0);
+  add(parts.driver.strtab.base);
+  for (const pa of parts.dmaStage2?.tablePages() ?? []) add(pa);
+  for (const [pa] of parts.pool.liveBlocks()) add(pa);
+  return out;
 }
 
 /**
@@ -279,19 +286,20 @@ export function checkDmaIsolation(sys: System, model: ModelState): Violation[] {
   const combined = parts.smmu.cachedS1Translations();
   const atcs = [...parts.devices.values()].map((d) => ({ sid: d.sid, entries: d.atcEntries() }));
   const forbiddenSet = new Set(forbidden);
+  // The page's description is only written for a violation (this loop runs on every full check).
+  const what = (pfn: number): string => (forbiddenSet.has(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`);
   for (const pfn of new Set([...forbidden, ...protectedPages(sys)])) {
     const pa = pfn * PAGE;
-    const what = forbiddenSet.has(pfn) ? `pfn 0x${pfn.toString(16)}, which the host may not access` : `pfn 0x${pfn.toString(16)} of the hypervisor's SMMU structures`;
-    if (parts.dmaStage2?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the ${parts.dmaStage2.name} maps ${what}` });
+    if (parts.dmaStage2?.translate(pa) !== undefined) out.push({ check: 'dma_isolation', message: `the ${parts.dmaStage2.name} maps ${what(pfn)}` });
     for (const e of tlb) {
-      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what}` });
+      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `SMMU TLB entry (sid ${e.sid}, IPA 0x${e.ipa.toString(16)}, level ${e.level}) still reaches ${what(pfn)}` });
     }
     for (const e of combined) {
-      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `combined S1+S2 TLB entry (sid ${e.sid}, ASID ${e.asid}, VA 0x${e.va.toString(16)} → 0x${e.pa.toString(16)}, ${e.size} bytes) still reaches ${what}` });
+      if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `combined S1+S2 TLB entry (sid ${e.sid}, ASID ${e.asid}, VA 0x${e.va.toString(16)} → 0x${e.pa.toString(16)}, ${e.size} bytes) still reaches ${what(pfn)}` });
     }
     for (const { sid, entries } of atcs) {
       for (const e of entries) {
-        if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `device sid ${sid} ATC entry (0x${e.base.toString(16)} → 0x${e.pa.toString(16)}) still reaches ${what}` });
+        if (pa >= e.pa && pa < e.pa + e.size) out.push({ check: 'dma_isolation', message: `device sid ${sid} ATC entry (0x${e.base.toString(16)} → 0x${e.pa.toString(16)}) still reaches ${what(pfn)}` });
       }
     }
   }

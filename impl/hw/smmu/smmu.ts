@@ -30,7 +30,7 @@
  *   F_TLB_CONFLICT (§6.2); with BBML2 the oldest is used. With BBML1 a block descriptor with nT
  *   set is never cached, which is how software avoids the conflict.
  */
-import { P, match } from 'ts-pattern';
+import { match } from 'ts-pattern';
 import { GRANULES, type GranuleKind, LAST_LEVEL } from '../../arch/granule.js';
 import { ACCESS_OK, type MmioHandler, type PhysicalMemory, type AccessStatus, type Word64 } from '../../arch/physical-memory.js';
 import {
@@ -1548,37 +1548,61 @@ export class Smmu implements MmioHandler {
       walk: this.caches.removeWalkWhere(pred),
     });
     const plus = (r: RemovedCounts, s1: { readonly tlb: number; readonly walk: number }): RemovedCounts => ({ ...r, tlb: r.tlb + s1.tlb, walk: r.walk + s1.walk });
-    return match<Command, RemovedCounts>(cmd)
-      .with({ kind: 'TLBI_S2_IPA' }, (c) => ({
-        ...zero,
-        ...(this.permissive ? permissiveTlbiS2Ipa(this.caches, c, this.features.ril) : strictTlbiS2Ipa(this.caches, c, this.features.ril)),
-      }))
+    // A switch, not ts-pattern: every TLBI and CFGI of a run comes through here.
+    switch (cmd.kind) {
+      case 'TLBI_S2_IPA':
+        return { ...zero, ...(this.permissive ? permissiveTlbiS2Ipa(this.caches, cmd, this.features.ril) : strictTlbiS2Ipa(this.caches, cmd, this.features.ril)) };
       // TLBI_S2_IPA leaves combined S1+S2 entries and stage-1 walk-cache entries alone: it is not
       // required to remove them (smmuv3-arch.md §3.3 Scope), and QEMU does not either (§3(g)).
       // S12_VMALL: every stage of the VMID (§3.3); NSNH_ALL: everything non-EL2.
-      .with({ kind: 'TLBI_S12_VMALL' }, (c) => plus(all((e) => e.vmid === c.vmid), tlbiS1Vmid(this.s1caches, c.vmid)))
-      .with({ kind: 'TLBI_NSNH_ALL' }, () => plus(all(() => true), { tlb: this.s1caches.removeTlbWhere(() => true), walk: this.s1caches.removeWalkWhere(() => true) }))
+      case 'TLBI_S12_VMALL': {
+        const vmid = cmd.vmid;
+        return plus(all((e) => e.vmid === vmid), tlbiS1Vmid(this.s1caches, vmid));
+      }
+      case 'TLBI_NSNH_ALL':
+        return plus(all(() => true), { tlb: this.s1caches.removeTlbWhere(() => true), walk: this.s1caches.removeWalkWhere(() => true) });
       // Stage-1 invalidations, scoped to the VMID (host stage 1 uses VMID 0): smmuv3-arch.md §3.3.
-      .with({ kind: 'TLBI_NH_ALL' }, (c) => plus(zero, tlbiS1Vmid(this.s1caches, c.vmid)))
-      .with({ kind: 'TLBI_NH_ASID' }, (c) => plus(zero, tlbiNhAsid(this.s1caches, c.vmid, c.asid, this.permissive)))
-      .with({ kind: P.union('TLBI_NH_VA', 'TLBI_NH_VAA') }, (c) =>
-        plus(zero, this.permissive ? permissiveTlbiNhVa(this.s1caches, c, this.features.ril) : strictTlbiNhVa(this.s1caches, c, this.features.ril)),
-      )
+      case 'TLBI_NH_ALL':
+        return plus(zero, tlbiS1Vmid(this.s1caches, cmd.vmid));
+      case 'TLBI_NH_ASID':
+        return plus(zero, tlbiNhAsid(this.s1caches, cmd.vmid, cmd.asid, this.permissive));
+      case 'TLBI_NH_VA':
+      case 'TLBI_NH_VAA':
+        return plus(zero, this.permissive ? permissiveTlbiNhVa(this.s1caches, cmd, this.features.ril) : strictTlbiNhVa(this.s1caches, cmd, this.features.ril));
       // EL2 regimes: no stream of the model translates for EL2 (STRW = EL2 is not modelled).
-      .with({ kind: P.union('TLBI_EL2_ALL', 'TLBI_EL2_ASID', 'TLBI_EL2_VA', 'TLBI_EL2_VAA') }, () => zero)
-      .with({ kind: 'CFGI_STE' }, (c) => ({ ...zero, config: this.config.invalidateSte(c.sid, this.permissive ? true : c.leaf) }))
-      .with({ kind: 'CFGI_STE_RANGE' }, (c) => {
-        const count = 2 ** (c.range + 1);
-        return { ...zero, config: this.config.invalidateRange(c.sid - (c.sid % count), count) };
-      })
-      .with({ kind: 'CFGI_ALL' }, () => ({ ...zero, config: this.config.invalidateAll() }))
+      case 'TLBI_EL2_ALL':
+      case 'TLBI_EL2_ASID':
+      case 'TLBI_EL2_VA':
+      case 'TLBI_EL2_VAA':
+        return zero;
+      case 'CFGI_STE':
+        return { ...zero, config: this.config.invalidateSte(cmd.sid, this.permissive ? true : cmd.leaf) };
+      case 'CFGI_STE_RANGE': {
+        const count = 2 ** (cmd.range + 1);
+        return { ...zero, config: this.config.invalidateRange(cmd.sid - (cmd.sid % count), count) };
+      }
+      case 'CFGI_ALL':
+        return { ...zero, config: this.config.invalidateAll() };
       // CFGI_CD (SID, SSID): the CD of that SSID (only CD 0 is cached); CFGI_CD_ALL: every CD of the
       // SID (§3.3). QEMU drops the whole decoded configuration of the SID for either (§7.1).
-      .with({ kind: 'CFGI_CD' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, this.permissive ? 0 : c.ssid) + (this.permissive && this.config.dropSte(c.sid) ? 1 : 0) }))
-      .with({ kind: 'CFGI_CD_ALL' }, (c) => ({ ...zero, config: this.config.invalidateCd(c.sid, 0) + (this.permissive && this.config.dropSte(c.sid) ? 1 : 0) }))
-      .with({ kind: 'ATC_INV' }, (c) => (this.permissive ? zero : this.deliverAtcInvalidation(c)))
-      .with({ kind: P.union('PREFETCH_CONFIG', 'PREFETCH_ADDR', 'PRI_RESP', 'RESUME', 'STALL_TERM', 'CMD_SYNC') }, () => zero)
-      .exhaustive();
+      case 'CFGI_CD':
+        return { ...zero, config: this.config.invalidateCd(cmd.sid, this.permissive ? 0 : cmd.ssid) + (this.permissive && this.config.dropSte(cmd.sid) ? 1 : 0) };
+      case 'CFGI_CD_ALL':
+        return { ...zero, config: this.config.invalidateCd(cmd.sid, 0) + (this.permissive && this.config.dropSte(cmd.sid) ? 1 : 0) };
+      case 'ATC_INV':
+        return this.permissive ? zero : this.deliverAtcInvalidation(cmd);
+      case 'PREFETCH_CONFIG':
+      case 'PREFETCH_ADDR':
+      case 'PRI_RESP':
+      case 'RESUME':
+      case 'STALL_TERM':
+      case 'CMD_SYNC':
+        return zero;
+      default: {
+        const never: never = cmd;
+        return never;
+      }
+    }
   }
 
   // --- Cache observation (traces) -----------------------------------------------------------

@@ -206,6 +206,8 @@ export class ShadowIdmap implements DmaStage2View {
   }
 
   tablePages(): readonly number[] {
-    return this.pgtable.heldTables().flatMap(([pa, bytes]) => Array.from({ length: Math.ceil(bytes / PAGE) }, (_, i) => pa + i * PAGE));
+    const pages: number[] = [];
+    for (const [pa, bytes] of this.pgtable.heldTables()) for (let off = 0; off < bytes; off += PAGE) pages.push(pa + off);
+    return pages;
   }
 }
