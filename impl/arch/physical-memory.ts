@@ -18,8 +18,8 @@ export const READ_ABORT = -1;
 export const FRAME_SHIFT = 12;
 export const FRAME_SIZE = 4096;
 const WORDS_PER_FRAME = FRAME_SIZE / 4;
-/** Frames per chunk of the sparse frame index (16 MiB of address space). */
-const CHUNK_FRAMES = 4096;
+/** Frames per chunk of the sparse frame index (2 MiB of address space: a boot reset scans the chunks, properties/boot-cache.ts). */
+const CHUNK_FRAMES = 512;
 
 export type RegionKind = 'ram' | 'mmio';
 
