@@ -85,28 +85,30 @@ export interface AbstractPage {
   readonly share: number | undefined;
 }
 
-/** `abstractState` for one pfn, without visiting the others (the incremental refinement check). */
-export function abstractPage(sys: System, pfn: number): AbstractPage {
-  let host: ModelPageState | undefined;
-  let hyp: ModelPageState | undefined;
-  let pin: number | undefined;
-  let share: number | undefined;
+type MutablePage = { -readonly [K in keyof AbstractPage]: AbstractPage[K] };
+
+/** `abstractState` for one pfn, without visiting the others, written into `out` (the per-page loop of `pagesAgree` reuses one object). */
+function abstractPageInto(sys: System, pfn: number, out: MutablePage): AbstractPage {
+  out.host = undefined;
+  out.hyp = undefined;
+  out.pin = undefined;
+  out.share = undefined;
   if (sys.vmemmap.has(pfn)) {
     const h = STATE_NAMES[sys.vmemmap.hostState(pfn)];
-    if (h !== 'OWNED') host = h;
+    if (h !== 'OWNED') out.host = h;
     const y = STATE_NAMES[sys.vmemmap.hypState(pfn)];
-    if (y !== 'NOPAGE') hyp = y;
+    if (y !== 'NOPAGE') out.hyp = y;
     const p = sys.vmemmap.refcount(pfn);
-    if (p !== 0) pin = p;
+    if (p !== 0) out.pin = p;
     const c = sys.vmemmap.shareGuestCount(pfn);
-    if (c !== 0) share = c;
+    if (c !== 0) out.share = c;
   }
   if (sys.hyp.hypS1.get(pfn) === 'device') {
-    hyp = 'OWNED';
+    out.hyp = 'OWNED';
     const note = sys.hostS2.annotationAt(pfn * 4096);
-    if (note !== undefined && note.owner === PKVM_ID_HYP) host = 'NOPAGE';
+    if (note !== undefined && note.owner === PKVM_ID_HYP) out.host = 'NOPAGE';
   }
-  return { host, hyp, pin, share };
+  return out;
 }
 
 const showValue = (v: unknown): string => (v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
@@ -118,8 +120,9 @@ const showValue = (v: unknown): string => (v === undefined ? '-' : typeof v === 
  * builds no text.
  */
 export function pagesAgree(model: ModelState, sys: System, pfns: readonly number[]): boolean {
+  const v: MutablePage = { host: undefined, hyp: undefined, pin: undefined, share: undefined };
   for (const pfn of pfns) {
-    const v = abstractPage(sys, pfn);
+    abstractPageInto(sys, pfn, v);
     if (model.host.get(pfn) !== v.host || model.hyp.get(pfn) !== v.hyp || model.pins.get(pfn) !== v.pin || model.shareCount.get(pfn) !== v.share) return false;
   }
   return true;

@@ -199,24 +199,38 @@ export class TableIndex {
     return out;
   }
 
+  /** What `lookup` returns: one object, overwritten by the next lookup (it runs per changed page). */
+  private readonly found = { lo: 0, hi: 0, level: 0 };
+
   /**
    * The entry a walk for `ia` ends on (a leaf, an invalid entry or a fault: lo = hi = 0 and
    * level -1 when the walk leaves RAM), read straight from the frames: the incremental checks
-   * ask this for every page a step changed.
+   * ask this for every page a step changed. The result is valid until the next lookup.
    */
-  lookup(ia: number): { lo: number; hi: number; level: number } {
+  lookup(ia: number): Readonly<{ lo: number; hi: number; level: number }> {
     const g = this.root.format.granule;
+    const found = this.found;
     let table = this.root.pgd;
     let level = this.root.startLevel;
     let index = Math.floor(ia / levelSize(g, level));
     for (;;) {
       const ptep = table + index * 8;
       const frame = this.memory.frameForRead(ptep);
-      if (frame === undefined) return { lo: 0, hi: 0, level: -1 };
+      if (frame === undefined) {
+        found.lo = 0;
+        found.hi = 0;
+        found.level = -1;
+        return found;
+      }
       const w = (ptep % PAGE) >>> 2;
       const lo = frame[w] as number;
       const hi = frame[w + 1] as number;
-      if (!this.isTable(lo, level)) return { lo, hi, level };
+      if (!this.isTable(lo, level)) {
+        found.lo = lo;
+        found.hi = hi;
+        found.level = level;
+        return found;
+      }
       table = descOutputAddress(this.root.format, lo, hi);
       level++;
       index = Math.floor(ia / levelSize(g, level)) % g.entriesPerTable;

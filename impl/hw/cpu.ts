@@ -35,14 +35,14 @@ export type AccessOutcome =
   | { readonly kind: 'external_abort'; readonly pa: number };
 
 export class HostCpuTlb implements Stage2Tlb {
-  /** Entries keyed by `level:base`. */
-  private readonly entries = new Map<string, CpuTlbEntry>();
+  /** Entries keyed by base + level (a base is a multiple of 4 KiB, a level below 4: one number, no string per lookup). */
+  private readonly entries = new Map<number, CpuTlbEntry>();
   invalidations = 0;
 
   constructor(private readonly granule: Granule) {}
 
-  private key(level: number, base: number): string {
-    return `${level}:${base}`;
+  private key(level: number, base: number): number {
+    return base + level;
   }
 
   lookup(ipa: number): CpuTlbEntry | undefined {

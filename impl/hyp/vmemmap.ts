@@ -103,7 +103,8 @@ export class Vmemmap {
   }
 
   has(pfn: number): boolean {
-    return this.regions.some((r) => pfn >= r.firstPfn && pfn < r.firstPfn + r.pages);
+    for (const r of this.regions) if (pfn >= r.firstPfn && pfn < r.firstPfn + r.pages) return true;
+    return false;
   }
 
   hostState(pfn: number): PageState {
