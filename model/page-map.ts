@@ -109,7 +109,8 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
     }
     for (const [b, block] of other.blocks) {
       if (this.blocks.has(b)) continue;
-      for (const [pfn] of PageMap.blockEntries(b, block)) out.add(pfn);
+      const base = b * BLOCK_PAGES;
+      for (let w = 0; w < OCCUPANCY_WORDS; w++) for (let rest = block.occupied[w] as number; rest !== 0; rest &= rest - 1) out.add(base + lowestSlot(rest, w * 32));
     }
   }
 

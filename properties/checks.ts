@@ -101,6 +101,18 @@ function checkRefcounts(pgt: KvmPgtable, dump: TableDump, what: string, out: Vio
   }
 }
 
+/** The index of the first element of `sorted` (ascending) that is at least `value`. */
+function firstAtLeast(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((sorted[mid] as number) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /**
  * Well-formed tables: every tree walks cleanly, refcounts are 1 + non-zero entries, nothing is
  * left LOCKED, and the host stage-2 annotations agree with the vmemmap (a memory page is NOPAGE
@@ -113,14 +125,13 @@ export function checkWellFormed(sys: System, view: TablesView): Violation[] {
   for (const [vm, guest] of sys.hyp.vms) checkRefcounts(guest.pgt, view.guests.get(vm) as TableDump, `vm ${vm} stage-2`, out);
   const dump = view.host;
   const annotated = new Set<number>();
+  // The pages the host lost, ascending: a valid leaf must cover none of them.
+  const lost = sys.vmemmap.nonDefault().filter((pfn) => sys.vmemmap.hostState(pfn) === PKVM_NOPAGE);
   for (const e of dump.entries) {
     if ((e.lo & 1) !== 0) {
-      // A valid leaf must not cover a page the host lost.
       const size = levelSize(sys.hostS2.pgt.granule, e.level);
-      for (const pfn of sys.vmemmap.nonDefault()) {
-        if (pfn * PAGE >= e.ia && pfn * PAGE < e.ia + size && sys.vmemmap.hostState(pfn) === PKVM_NOPAGE) {
-          out.push({ check: 'well_formed_tables', message: `host stage-2 maps pfn 0x${pfn.toString(16)} (level ${e.level}) although the host state is NOPAGE` });
-        }
+      for (let i = firstAtLeast(lost, e.ia / PAGE); i < lost.length && (lost[i] as number) * PAGE < e.ia + size; i++) {
+        out.push({ check: 'well_formed_tables', message: `host stage-2 maps pfn 0x${(lost[i] as number).toString(16)} (level ${e.level}) although the host state is NOPAGE` });
       }
       continue;
     }
@@ -136,8 +147,8 @@ export function checkWellFormed(sys: System, view: TablesView): Violation[] {
       out.push({ check: 'well_formed_tables', message: `host stage-2 annotates MMIO pfn 0x${pfn.toString(16)} that the hypervisor does not hold` });
     }
   }
-  for (const pfn of sys.vmemmap.nonDefault()) {
-    if (sys.vmemmap.hostState(pfn) === PKVM_NOPAGE && !annotated.has(pfn)) {
+  for (const pfn of lost) {
+    if (!annotated.has(pfn)) {
       out.push({ check: 'well_formed_tables', message: `pfn 0x${pfn.toString(16)} is NOPAGE for the host but carries no annotation` });
     }
   }

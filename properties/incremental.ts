@@ -50,7 +50,7 @@ function isValid(lo: number): boolean {
 
 /** What a step changed, worked out once and shared by the incremental checks. */
 export interface StepDelta {
-  /** Pages whose model or system ownership state may have changed (ascending). */
+  /** Pages whose model or system ownership state may have changed (in no particular order: the predicates only ask whether one of them breaks a rule). */
   readonly pfns: readonly number[];
   readonly host: IndexUpdate;
   /** Per VM: its table index's update (a new VM's tree as one update from nothing; undefined: the VM is gone). */
@@ -169,7 +169,7 @@ export class IncrementalChecks {
     let vmPagesMoved = counts.size !== this.vmPages.size;
     for (const [vm, c] of counts) if (this.vmPages.get(vm) !== c) vmPagesMoved = true;
     this.vmPages = counts;
-    return { pfns: [...pfns].sort((a, b) => a - b), host, guests, dma, protectedPages, newlyProtected, vmPagesMoved };
+    return { pfns: [...pfns], host, guests, dma, protectedPages, newlyProtected, vmPagesMoved };
   }
 
   // ---- the "could the full check fail?" predicates ----
