@@ -37,23 +37,36 @@ export interface CheckedAgainstBare {
 }
 
 /**
- * The checked and the bare figure measured in the same run: both workloads are first run once in
- * full (a campaign runs warm: the JIT's tiers settle over the first thousands of steps), then
- * measured in `rounds` alternating rounds so that a slower stretch of a shared machine hits both
- * alike; each figure is the median of its rounds, the ratio the median of the rounds' ratios.
+ * The checked and the bare figure measured in the same run (`measureAlternating`).
  */
 export function benchCheckedAgainstBare(machine: MachineConfig, sequences: number, interleave: boolean, rounds = 3): CheckedAgainstBare {
-  const checked = checkedWorkload(machine, sequences, interleave, undefined);
-  const bare = checkedWorkload(machine, sequences, interleave, NO_CHECKS);
-  checked.measure(false);
-  bare.measure(false);
-  const c: number[] = [];
+  const r = measureAlternating(checkedWorkload(machine, sequences, interleave, undefined), checkedWorkload(machine, sequences, interleave, NO_CHECKS), rounds);
+  return { checked: r.first, bare: r.second, checkedOverBare: r.firstCostOverSecond };
+}
+
+/** Checked throughput at two sizes of RAM, and the median ratio of the cost per op (big over small). */
+export function benchMemorySizes(smallBytes: number, bigBytes: number, sequences: number, rounds = 3): { readonly small: number; readonly big: number; readonly bigOverSmall: number } {
+  const r = measureAlternating(checkedWorkload(flatMachine(bigBytes), sequences, false, undefined), checkedWorkload(flatMachine(smallBytes), sequences, false, undefined), rounds);
+  return { small: r.second, big: r.first, bigOverSmall: r.firstCostOverSecond };
+}
+
+/**
+ * Two workloads compared in one run: both are first run once in full (a campaign runs warm:
+ * the JIT's tiers settle over the first thousands of steps), then measured in `rounds`
+ * alternating rounds so that a slower stretch of a shared machine hits both alike; each figure is
+ * the median of its rounds (steps per second), the ratio the median of the rounds' ratios of the
+ * first's cost per step over the second's.
+ */
+function measureAlternating(first: Workload, second: Workload, rounds: number): { readonly first: number; readonly second: number; readonly firstCostOverSecond: number } {
+  first.measure(false);
+  second.measure(false);
+  const a: number[] = [];
   const b: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    c.push(checked.measure(false));
-    b.push(bare.measure(false));
+    a.push(first.measure(false));
+    b.push(second.measure(false));
   }
-  return { checked: median(c), bare: median(b), checkedOverBare: median(c.map((x, i) => (b[i] as number) / x)) };
+  return { first: median(a), second: median(b), firstCostOverSecond: median(a.map((x, i) => (b[i] as number) / x)) };
 }
 
 function median(xs: readonly number[]): number {
@@ -63,7 +76,11 @@ function median(xs: readonly number[]): number {
 }
 
 /** A fixed workload; `measure(warmUp)` runs it (after 20 sequences of warm-up if asked) and gives steps per second. */
-function checkedWorkload(machine: MachineConfig, sequences: number, interleave: boolean, checks: ReadonlySet<CheckName> | undefined): { measure: (warmUp: boolean) => number } {
+interface Workload {
+  measure(warmUp: boolean): number;
+}
+
+function checkedWorkload(machine: MachineConfig, sequences: number, interleave: boolean, checks: ReadonlySet<CheckName> | undefined): Workload {
   // The known findings' steps are left out (properties/known-findings.ts).
   const samples = fc.sample(operationsArbitrary(machine, 40), { seed: 7, numRuns: sequences }).map((ops) => ops.filter(notAKnownFinding));
   const schedule = interleave

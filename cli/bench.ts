@@ -4,7 +4,7 @@
  * output can be piped or redirected into reports/out/bench.json. --quick runs a tenth of each
  * workload (CI smoke figures, noisier).
  */
-import { benchCheckedAgainstBare, benchCheckedOps, flatMachine } from '../bench/ownership.js';
+import { benchCheckedAgainstBare, benchCheckedOps, benchMemorySizes } from '../bench/ownership.js';
 import { benchBootMillis } from '../bench/boot.js';
 import { benchMapUnmap, benchWalks, buildSparseTable } from '../bench/pgtable.js';
 import { benchSmmuNestedTlbHits, benchSmmuNestedWalks, benchSmmuTlbHits, benchSmmuWalks } from '../bench/smmu.js';
@@ -46,15 +46,12 @@ export function runBenchmarks(quick: boolean): BenchFigures {
   figures.boot_ms_per_run_smmu_machine = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 100 : 1000, true) * 1000) / 1000;
   figures.boot_ms_per_run_smmu_machine_fresh = Math.round(benchBootMillis(smallMachineWithSmmu({ ats: false }), quick ? 10 : 100, false) * 1000) / 1000;
   // Cost per checked op against the size of RAM: sparse structures keep it flat.
-  figures.checked_ownership_ops_per_s_64gib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 30), quick ? 60 : 300));
-  figures.checked_ownership_ops_per_s_64mib = Math.round(benchCheckedOps(flatMachine(64 * 2 ** 20), quick ? 60 : 300));
-  figures.cost_per_op_64gib_over_64mib = ratio(figures.checked_ownership_ops_per_s_64mib, figures.checked_ownership_ops_per_s_64gib);
+  // Measured like checked against bare: alternating rounds, the median of the rounds' ratios.
+  const sizes = benchMemorySizes(64 * 2 ** 20, 64 * 2 ** 30, quick ? 60 : 300, quick ? 1 : 5);
+  figures.checked_ownership_ops_per_s_64gib = Math.round(sizes.big);
+  figures.checked_ownership_ops_per_s_64mib = Math.round(sizes.small);
+  figures.cost_per_op_64gib_over_64mib = Math.round(sizes.bigOverSmall * 100) / 100;
   return figures;
-}
-
-/** a/b per second figures as a cost ratio (b's cost over a's), two decimals. */
-function ratio(fast: number, slow: number): number {
-  return Math.round((fast / slow) * 100) / 100;
 }
 
 export function main(argv: readonly string[], io: BenchIo = { out: (l) => console.log(l), err: (l) => console.error(l) }, run: (quick: boolean) => BenchFigures = runBenchmarks): number {
