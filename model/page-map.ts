@@ -46,8 +46,20 @@ export class PageMap<V> implements ReadonlyMap<number, V> {
     return PageMap.empty<V>().updated(map.keys(), (_now, pfn) => map.get(pfn));
   }
 
+  /**
+   * The block the last read found, and its number: reads come in runs of neighbouring pages (the
+   * map itself never changes). `#` fields: invisible to deep equality, so equal maps stay equal.
+   */
+  #lastBlock: Block<V> | undefined = undefined;
+  #lastBlockNumber = -1;
+
   get(pfn: number): V | undefined {
-    return this.blocks.get(Math.floor(pfn / BLOCK_PAGES))?.slots[pfn % BLOCK_PAGES];
+    const b = Math.floor(pfn / BLOCK_PAGES);
+    if (b !== this.#lastBlockNumber) {
+      this.#lastBlock = this.blocks.get(b);
+      this.#lastBlockNumber = b;
+    }
+    return this.#lastBlock?.slots[pfn % BLOCK_PAGES];
   }
 
   has(pfn: number): boolean {

@@ -49,6 +49,10 @@ export interface VmemmapEntry {
   readonly shareGuestCount: number;
 }
 
+function isNonDefault(r: PageChunk, i: number): boolean {
+  return r.state[i] !== 0 || r.refcount[i] !== 0 || r.shareGuestCount[i] !== 0;
+}
+
 export class Vmemmap {
   private readonly regions: RegionPages[];
   /**
@@ -117,8 +121,9 @@ export class Vmemmap {
     const r = this.locate(pfn, true);
     const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
+    const was = isNonDefault(r, i);
     r.state[i] = ((r.state[i] as number) & 0xf0) | state;
-    this.track(r, i);
+    this.track(r, i, was);
   }
 
   hypState(pfn: number): PageState {
@@ -131,8 +136,9 @@ export class Vmemmap {
     const r = this.locate(pfn, true);
     const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
+    const was = isNonDefault(r, i);
     r.state[i] = ((r.state[i] as number) & 0x0f) | ((state ^ 0b11) << 4);
-    this.track(r, i);
+    this.track(r, i, was);
   }
 
   refcount(pfn: number): number {
@@ -145,8 +151,9 @@ export class Vmemmap {
     const r = this.locate(pfn, true);
     const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
+    const was = isNonDefault(r, i);
     r.refcount[i] = value;
-    this.track(r, i);
+    this.track(r, i, was);
   }
 
   shareGuestCount(pfn: number): number {
@@ -160,8 +167,9 @@ export class Vmemmap {
     const r = this.locate(pfn, true);
     const i = this.at;
     if (this.changeLog !== null) this.logBefore(r, i);
+    const was = isNonDefault(r, i);
     r.shareGuestCount[i] = value;
-    this.track(r, i);
+    this.track(r, i, was);
   }
 
   private logBefore(r: PageChunk, i: number): void {
@@ -182,8 +190,11 @@ export class Vmemmap {
     return this.touched.size;
   }
 
-  private track(r: PageChunk, i: number): void {
-    if (r.state[i] !== 0 || r.refcount[i] !== 0 || r.shareGuestCount[i] !== 0) this.touched.add(r.firstPfn + i);
+  /** Keeps `touched` right after a write; the set is only touched when the entry left or reached its default. */
+  private track(r: PageChunk, i: number, was: boolean): void {
+    const now = isNonDefault(r, i);
+    if (now === was) return;
+    if (now) this.touched.add(r.firstPfn + i);
     else this.touched.delete(r.firstPfn + i);
   }
 
