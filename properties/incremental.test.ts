@@ -22,7 +22,7 @@ import { ALL_CHECKS } from './runner.js';
 import { type ScheduledHardware } from './dma.js';
 import { executeOnSystem } from './execute.js';
 import { operationsArbitrary } from './arbitraries.js';
-import { isHardwareOperation } from './dma.js';
+import { isHardwareOperation, protectedPages } from './dma.js';
 
 /** What a run concluded: where it stopped and why (violations sorted, so order within a step does not matter). */
 function verdict(r: RunResult): unknown {
@@ -143,5 +143,28 @@ describe('the table index', () => {
         expect(whole.faults).toEqual(dump.faults);
       }
     }
+  });
+
+  it('a reused boot gives each run its own copy of the boot indexes: a run that moves its copy leaves the next run the boot state', () => {
+    const machine = namedMachine('small-smmu-no-ats') as MachineConfig;
+    const { system } = bootPair(machine);
+    const pagesOf = (checks: IncrementalChecks): unknown => {
+      const parts = checks as unknown as { host: TableIndex; dma: TableIndex | undefined };
+      return [[...parts.host.tablePages()].sort(), [...(parts.dma?.tablePages() ?? [])].sort()];
+    };
+    const fresh = pagesOf(new IncrementalChecks(system, protectedPages));
+    // The first run at the boot state keeps its indexes as the template; the second copies them.
+    expect(pagesOf(new IncrementalChecks(system, protectedPages, true))).toEqual(fresh);
+    const first = new IncrementalChecks(system, protectedPages, true);
+    expect(pagesOf(first)).toEqual(fresh);
+    // That run donates memory: its host and DMA indexes change (tables split, idmap unmapped).
+    const log = new StepLog(system);
+    const pre = bootPair(machine).model;
+    for (const op of [{ kind: 'host_donate_hyp', pfn: 0x40010, nrPages: 3 }, { kind: 'host_access', addr: 0x4001_0000 + 0x8000, access: 'read' }] as const) executeOnSystem(system, op, (p) => system.stepHardware(p));
+    first.delta(log, pre, pre);
+    log.detach();
+    expect(pagesOf(first)).not.toEqual(fresh);
+    // A later run at the same (reset) boot state starts from the boot indexes, not the first run's.
+    expect(pagesOf(new IncrementalChecks(system, protectedPages, true))).toEqual(fresh);
   });
 });

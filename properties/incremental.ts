@@ -9,7 +9,7 @@
  * costs time. The runner still runs every full check every N steps and at the end of a run, and
  * wherever the previous step was not clean (traces that continue after a violation).
  */
-import { GRANULE_4K, LAST_LEVEL, levelSize } from '../impl/arch/granule.js';
+import { GRANULE_4K, type Granule, LAST_LEVEL, levelSize } from '../impl/arch/granule.js';
 import { INVALID_TYPE_HOST_DONATION, decodeInvalidEntry, s2Format } from '../impl/arch/s2-descriptor.js';
 import { type CachedEntry } from '../impl/hw/smmu/cache-observer.js';
 import { PKVM_ID_HYP } from '../impl/hyp/host-stage2.js';
@@ -74,28 +74,72 @@ function dmaRoot(sys: System): TableRoot | 'host' | undefined {
   return { format: s2Format(g.granule), pgd: idmap.pgtable.pgd, startLevel: g.startLevel, topEntries: g.pgdEntries };
 }
 
+/** What the incremental checks know of a state: its trees' indexes and the sets the next delta is taken against. */
+interface IndexState {
+  readonly host: TableIndex;
+  readonly guests: Map<number, TableIndex>;
+  readonly dma: TableIndex | undefined;
+  readonly dmaIsHost: boolean;
+  readonly dmaGranule: Granule;
+  readonly vmPages: Map<number, number>;
+  readonly protectedBefore: Set<number>;
+}
+
+/** Per reused booted system (the same object every run), the index state of its boot state. */
+const bootIndexes = new WeakMap<System, IndexState>();
+
 export class IncrementalChecks {
   private host: TableIndex;
   private readonly guests = new Map<number, TableIndex>();
   private dma: TableIndex | undefined;
   private dmaIsHost = false;
   private protectedBefore = new Set<number>();
-  private dmaGranule = GRANULE_4K;
+  private dmaGranule: Granule = GRANULE_4K;
   /** Per VM, its metadata and pool page counts at the last check (pages changing hands). */
   private vmPages = new Map<number, number>();
 
+  /**
+   * `atReusedBoot`: the system was just reset to its reused boot state (properties/boot-cache.ts),
+   * which is the same in every run, so the indexes of the first such run are kept and copied into
+   * the later ones instead of being rebuilt.
+   */
   constructor(
     private readonly sys: System,
     private readonly protectedPages: (sys: System) => number[],
+    atReusedBoot = false,
   ) {
+    const template = atReusedBoot ? bootIndexes.get(sys) : undefined;
+    if (template !== undefined) {
+      this.host = template.host.copy();
+      this.takeCopy(template);
+      return;
+    }
     this.host = new TableIndex(sys.memory, sys.hostS2.pgt.root());
-    this.resync();
+    this.indexTheRest();
+    if (atReusedBoot) bootIndexes.set(sys, this.indexState());
   }
 
-  /** Reads every tree and set as they are (the state the first step starts from). */
-  private resync(): void {
+  /** The index state, copied (the template of a reused boot). */
+  private indexState(): IndexState {
+    const copy: IndexState = { host: this.host.copy(), guests: new Map(), dma: this.dma?.copy(), dmaIsHost: this.dmaIsHost, dmaGranule: this.dmaGranule, vmPages: new Map(this.vmPages), protectedBefore: new Set(this.protectedBefore) };
+    for (const [vm, index] of this.guests) copy.guests.set(vm, index.copy());
+    return copy;
+  }
+
+  /** Takes a copy of `state`'s indexes and sets but its host index (the constructor copies that). */
+  private takeCopy(state: IndexState): void {
+    this.guests.clear();
+    for (const [vm, index] of state.guests) this.guests.set(vm, index.copy());
+    this.dma = state.dma?.copy();
+    this.dmaIsHost = state.dmaIsHost;
+    this.dmaGranule = state.dmaGranule;
+    this.vmPages = new Map(state.vmPages);
+    this.protectedBefore = new Set(state.protectedBefore);
+  }
+
+  /** Reads every tree but the host's (just indexed) and every set as they are (the state the first step starts from). */
+  private indexTheRest(): void {
     const sys = this.sys;
-    this.host.rebuild();
     this.guests.clear();
     for (const [vm, guest] of sys.hyp.vms) this.guests.set(vm, new TableIndex(sys.memory, guest.pgt.root()));
     const root = dmaRoot(sys);

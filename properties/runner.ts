@@ -341,7 +341,7 @@ export function runOperations(machine: MachineConfig, ops: readonly Step[], opti
   // With none of the checks that read the indexes selected (a bare run), nothing is logged.
   const indexed = [...checks].some((c) => INDEXED_CHECKS.has(c));
   const log = checkInFull || !indexed ? undefined : new StepLog(system);
-  const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages);
+  const incremental = log === undefined ? undefined : new IncrementalChecks(system, protectedPages, reuse);
   // The incremental checks reason from a state that passed. A reused boot state is the same every
   // run, so it is checked in full once (per check set) and the first step can be incremental;
   // after a fresh boot, the first step is checked in full.

@@ -51,11 +51,19 @@ export interface IndexUpdate {
 export class TableIndex {
   private readonly pages = new Map<number, IndexedPage>();
 
+  /** Indexes the tree as it is now, or takes `pages` as its index (`copy`). */
   constructor(
     private readonly memory: PhysicalMemory,
     private readonly root: TableRoot,
+    pages?: ReadonlyMap<number, IndexedPage>,
   ) {
-    this.rebuild();
+    if (pages === undefined) this.rebuild();
+    else for (const [pa, info] of pages) this.pages.set(pa, info);
+  }
+
+  /** An index of the same tree in the same state, updated apart from this one from now on. */
+  copy(): TableIndex {
+    return new TableIndex(this.memory, this.root, this.pages);
   }
 
   get size(): number {
