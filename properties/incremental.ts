@@ -85,6 +85,13 @@ interface IndexState {
   readonly protectedBefore: Set<number>;
 }
 
+/** A copy of `s` whose indexes and sets are updated apart from the original's. */
+function copyIndexState(s: IndexState): IndexState {
+  const guests = new Map<number, TableIndex>();
+  for (const [vm, index] of s.guests) guests.set(vm, index.copy());
+  return { host: s.host.copy(), guests, dma: s.dma?.copy(), dmaIsHost: s.dmaIsHost, dmaGranule: s.dmaGranule, vmPages: new Map(s.vmPages), protectedBefore: new Set(s.protectedBefore) };
+}
+
 /** Per reused booted system (the same object every run), the index state of its boot state. */
 const bootIndexes = new WeakMap<System, IndexState>();
 
@@ -110,31 +117,19 @@ export class IncrementalChecks {
   ) {
     const template = atReusedBoot ? bootIndexes.get(sys) : undefined;
     if (template !== undefined) {
-      this.host = template.host.copy();
-      this.takeCopy(template);
+      const copy = copyIndexState(template);
+      this.host = copy.host;
+      for (const [vm, index] of copy.guests) this.guests.set(vm, index);
+      this.dma = copy.dma;
+      this.dmaIsHost = copy.dmaIsHost;
+      this.dmaGranule = copy.dmaGranule;
+      this.vmPages = copy.vmPages;
+      this.protectedBefore = copy.protectedBefore;
       return;
     }
     this.host = new TableIndex(sys.memory, sys.hostS2.pgt.root());
     this.indexTheRest();
-    if (atReusedBoot) bootIndexes.set(sys, this.indexState());
-  }
-
-  /** The index state, copied (the template of a reused boot). */
-  private indexState(): IndexState {
-    const copy: IndexState = { host: this.host.copy(), guests: new Map(), dma: this.dma?.copy(), dmaIsHost: this.dmaIsHost, dmaGranule: this.dmaGranule, vmPages: new Map(this.vmPages), protectedBefore: new Set(this.protectedBefore) };
-    for (const [vm, index] of this.guests) copy.guests.set(vm, index.copy());
-    return copy;
-  }
-
-  /** Takes a copy of `state`'s indexes and sets but its host index (the constructor copies that). */
-  private takeCopy(state: IndexState): void {
-    this.guests.clear();
-    for (const [vm, index] of state.guests) this.guests.set(vm, index.copy());
-    this.dma = state.dma?.copy();
-    this.dmaIsHost = state.dmaIsHost;
-    this.dmaGranule = state.dmaGranule;
-    this.vmPages = new Map(state.vmPages);
-    this.protectedBefore = new Set(state.protectedBefore);
+    if (atReusedBoot) bootIndexes.set(sys, copyIndexState({ host: this.host, guests: this.guests, dma: this.dma, dmaIsHost: this.dmaIsHost, dmaGranule: this.dmaGranule, vmPages: this.vmPages, protectedBefore: this.protectedBefore }));
   }
 
   /** Reads every tree but the host's (just indexed) and every set as they are (the state the first step starts from). */
